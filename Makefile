@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test` (both set up the venv first).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: setup test demo models clean
+
+setup: $(VENV)/.installed
+
+# torch/torchvision are pinned to the releases served from the local wheel cache.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(VENV)/bin/hrnet demo
+
+models: setup
+	$(VENV)/bin/hrnet models
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -1,0 +1,171 @@
+"""Model zoo: one small entry per preset, and ``create_model`` / ``list_models``.
+
+Each preset records what its official checkpoints depend on (fusion upsampling mode,
+``align_corners``, single-output last module, head shape, BN momentum, init) as explicit data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from .heads import ClassificationHead, HigherHead, PoseHead, V2Head
+from .hrnet import HRNet, HRNetBackbone
+from .spec import HRNetSpec, derive_spec
+
+NEAREST: dict[str, Any] = {"upsample_mode": "nearest", "align_corners": None}
+BILINEAR: dict[str, Any] = {"upsample_mode": "bilinear", "align_corners": False}
+
+# The two small schedules of the paper's Appendix; everything else is derive_spec(W).
+W18_SMALL_V1: dict[str, Any] = {"modules": (1, 1, 1, 1), "blocks": (1, 2, 2, 2), "stage1_width": 32}
+W18_SMALL_V2: dict[str, Any] = {"modules": (1, 1, 3, 2), "blocks": (2, 2, 2, 2)}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model: backbone spec, head factory and its defaults, and provenance."""
+
+    name: str
+    task: str
+    spec: HRNetSpec
+    head: Callable[..., nn.Module]
+    head_defaults: Mapping[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] = (224, 224)
+    init: str = "normal"
+    family: str = "cls"
+    source: str = ""
+
+    def head_args(self) -> list[str]:
+        """The keyword arguments ``create_model`` accepts for this preset's head."""
+        params = inspect.signature(self.head).parameters
+        return [p for p in params if p not in ("in_channels", "spec")]
+
+
+def _cls_head(in_channels: list[int], spec: HRNetSpec, num_classes: int = 1000) -> nn.Module:
+    return ClassificationHead(in_channels, num_classes, bn_momentum=spec.bn_momentum)
+
+
+def _pose_head(in_channels: list[int], spec: HRNetSpec, num_joints: int = 17) -> nn.Module:
+    return PoseHead(in_channels, num_joints)
+
+
+def _v2_head(in_channels: list[int], spec: HRNetSpec, num_outputs: int) -> nn.Module:
+    """Segmentation and face share the HRNetV2 head; it upsamples like the fusion does."""
+    return V2Head(in_channels, num_outputs, align_corners=bool(spec.align_corners), bn_momentum=spec.bn_momentum)
+
+
+def _seg_head(in_channels: list[int], spec: HRNetSpec, num_classes: int = 19) -> nn.Module:
+    return _v2_head(in_channels, spec, num_classes)
+
+
+def _face_head(in_channels: list[int], spec: HRNetSpec, num_landmarks: int = 98) -> nn.Module:
+    return _v2_head(in_channels, spec, num_landmarks)
+
+
+def _higher_head(in_channels: list[int], spec: HRNetSpec, num_joints: int = 17) -> nn.Module:
+    return HigherHead(in_channels, num_joints, deconv_channels=in_channels[0], bn_momentum=spec.bn_momentum)
+
+
+def _presets() -> dict[str, Preset]:
+    presets: list[Preset] = []
+    cls_src = "HRNet-Image-Classification / timm"
+    cls_schedules = {"hrnet_w18_small": (16, W18_SMALL_V1), "hrnet_w18_small_v2": (18, W18_SMALL_V2)}
+    cls_schedules |= {f"hrnet_w{w}": (w, {}) for w in (18, 30, 32, 40, 44, 48, 64)}
+    for name, (width, schedule) in cls_schedules.items():
+        spec = derive_spec(width, **schedule, **NEAREST)
+        presets.append(Preset(name, "classification", spec, _cls_head, {"num_classes": 1000},
+                              (224, 224), init="kaiming", family="cls", source=cls_src))
+    for width in (32, 48):
+        spec = derive_spec(width, multi_scale_output=False, **NEAREST)
+        presets.append(Preset(f"pose_hrnet_w{width}", "pose", spec, _pose_head, {"num_joints": 17},
+                              (256, 192), family="pose", source="deep-high-resolution-net.pytorch"))
+        presets.append(Preset(f"higher_hrnet_w{width}", "bottom-up pose", spec, _higher_head, {"num_joints": 17},
+                              (512, 512) if width == 32 else (640, 640), family="higher",
+                              source="HigherHRNet-Human-Pose-Estimation"))
+    # The small Cityscapes models were trained with the pytorch-v1.1 code (BN momentum 0.01).
+    seg_specs = {
+        "seg_hrnet_w18_small_v1": derive_spec(16, **W18_SMALL_V1, **BILINEAR, bn_momentum=0.01),
+        "seg_hrnet_w18_small_v2": derive_spec(18, **W18_SMALL_V2, **BILINEAR, bn_momentum=0.01),
+    }
+    seg_specs |= {f"seg_hrnet_w{w}": derive_spec(w, **BILINEAR) for w in (18, 32, 48)}
+    for name, spec in seg_specs.items():
+        presets.append(Preset(name, "segmentation", spec, _seg_head, {"num_classes": 19}, (1024, 2048),
+                              family="seg", source="HRNet-Semantic-Segmentation"))
+    face_spec = derive_spec(18, **BILINEAR, bn_momentum=0.01)
+    presets.append(Preset("face_hrnet_w18", "face landmarks", face_spec, _face_head, {"num_landmarks": 98},
+                          (256, 256), family="face", source="HRNet-Facial-Landmark-Detection"))
+    return {p.name: p for p in sorted(presets, key=lambda p: (p.task, p.name))}
+
+
+PRESETS: dict[str, Preset] = _presets()
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Preset names, optionally only those of one task (``"pose"``, ``"segmentation"``...)."""
+    return [name for name, p in PRESETS.items() if task is None or p.task == task]
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def init_weights(model: nn.Module, scheme: str) -> None:
+    """Official initialisation: ``"normal"`` (pose, seg, face: conv weights N(0, 0.001), conv
+    biases 0) or ``"kaiming"`` (classification: He normal, fan_out); BN weight 1, bias 0."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def create_model(
+    name: str,
+    weights: str | Path | Mapping[str, Tensor] | None = None,
+    *,
+    features_only: bool = False,
+    in_channels: int = 3,
+    strict: bool = True,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a preset; optionally load ``weights`` (a path or a state dict in any supported format).
+
+    ``overrides`` are head arguments (``num_classes``, ``num_joints``, ``num_landmarks``).
+    ``features_only=True`` returns the bare :class:`HRNetBackbone`, whose forward gives the list
+    of multi-resolution features (all four, also for pose presets). ``strict=False`` loads what
+    fits and skips the rest (e.g. a new head), reporting what it skipped.
+    """
+    preset = get_preset(name)
+    if features_only:
+        if overrides:
+            raise TypeError(f"create_model({name!r}, features_only=True) takes no head arguments, got {sorted(overrides)}")
+        model: nn.Module = HRNetBackbone(dataclasses.replace(preset.spec, multi_scale_output=True), in_channels)
+    else:
+        unknown = set(overrides) - set(preset.head_args())
+        if unknown:
+            raise TypeError(f"create_model({name!r}): unknown argument(s) {sorted(unknown)}; "
+                            f"this preset accepts {preset.head_args()}")
+        backbone = HRNetBackbone(preset.spec, in_channels)
+        head = preset.head(backbone.out_channels, preset.spec, **{**preset.head_defaults, **overrides})
+        model = HRNet(backbone, head)
+    init_weights(model, preset.init)
+    model.preset = preset.name  # type: ignore[assignment]
+    if weights is not None:
+        from .convert import load_checkpoint
+
+        load_checkpoint(model, weights, strict=strict)
+    return model
