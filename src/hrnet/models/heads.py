@@ -164,7 +164,8 @@ class HigherHead(nn.Module):
 
 class V2pNeck(nn.Module):
     """HRNetV2p: HRNetV2 concat -> 1x1 conv to ``out_channels`` -> average pooling by 2**l for
-    l = 0..num_levels-1 -> a 3x3 conv per level. Returns an ``OrderedDict`` ``{"0": stride 4, ...}``
+    l = 0..num_levels-1 -> a 3x3 conv per level. Pooling rounds up (``ceil_mode``), so level l
+    has ``ceil(H / 2**(l+2))`` rows for any input size, like the backbone's strided convs. Returns an ``OrderedDict`` ``{"0": stride 4, ...}``
     and exposes ``out_channels``, so it plugs into torchvision's detection models as a backbone
     body's FPN replacement.
     """
@@ -185,5 +186,7 @@ class V2pNeck(nn.Module):
 
     def forward(self, xs: list[Tensor]) -> "OrderedDict[str, Tensor]":
         y = self.reduction_conv(concat_upsampled(xs, self.align_corners))
-        levels = [y] + [F.avg_pool2d(y, kernel_size=2**lvl, stride=2**lvl) for lvl in range(1, self.num_levels)]
+        levels = [y] + [
+            F.avg_pool2d(y, kernel_size=2**lvl, stride=2**lvl, ceil_mode=True) for lvl in range(1, self.num_levels)
+        ]
         return OrderedDict((str(lvl), conv(x)) for lvl, (conv, x) in enumerate(zip(self.fpn_convs, levels)))

@@ -27,6 +27,9 @@ W18_SMALL_V1: dict[str, Any] = {"modules": (1, 1, 1, 1), "blocks": (1, 2, 2, 2),
 W18_SMALL_V2: dict[str, Any] = {"modules": (1, 1, 3, 2), "blocks": (2, 2, 2, 2)}
 
 
+TASKS = ("classification", "pose", "bottom-up pose", "segmentation", "face landmarks")
+
+
 @dataclass(frozen=True)
 class Preset:
     """A named model: backbone spec, head factory and its defaults, and provenance."""
@@ -100,7 +103,7 @@ def _presets() -> dict[str, Preset]:
     face_spec = derive_spec(18, **BILINEAR, bn_momentum=0.01)
     presets.append(Preset("face_hrnet_w18", "face landmarks", face_spec, _face_head, {"num_landmarks": 98},
                           (256, 256), family="face", source="HRNet-Facial-Landmark-Detection"))
-    return {p.name: p for p in sorted(presets, key=lambda p: (p.task, p.name))}
+    return {p.name: p for p in sorted(presets, key=lambda p: TASKS.index(p.task))}
 
 
 PRESETS: dict[str, Preset] = _presets()
@@ -162,7 +165,8 @@ def create_model(
         backbone = HRNetBackbone(preset.spec, in_channels)
         head = preset.head(backbone.out_channels, preset.spec, **{**preset.head_defaults, **overrides})
         model = HRNet(backbone, head)
-    init_weights(model, preset.init)
+    if next(model.parameters()).device.type != "meta":  # meta models (counting, guessing) hold no values
+        init_weights(model, preset.init)
     model.preset = preset.name  # type: ignore[assignment]
     if weights is not None:
         from .convert import load_checkpoint
