@@ -98,8 +98,11 @@ def _presets() -> dict[str, Preset]:
     }
     seg_specs |= {f"seg_hrnet_w{w}": derive_spec(w, **BILINEAR) for w in (18, 32, 48)}
     for name, spec in seg_specs.items():
+        # W18/W32 have no official segmentation checkpoint; their backbones take ImageNet weights.
+        source = "HRNet-Image-Classification backbone" if name in ("seg_hrnet_w18", "seg_hrnet_w32") else \
+            "HRNet-Semantic-Segmentation"
         presets.append(Preset(name, "segmentation", spec, _seg_head, {"num_classes": 19}, (1024, 2048),
-                              family="seg", source="HRNet-Semantic-Segmentation"))
+                              family="seg", source=source))
     face_spec = derive_spec(18, **BILINEAR, bn_momentum=0.01)
     presets.append(Preset("face_hrnet_w18", "face landmarks", face_spec, _face_head, {"num_landmarks": 98},
                           (256, 256), family="face", source="HRNet-Facial-Landmark-Detection"))
