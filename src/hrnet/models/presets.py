@@ -84,6 +84,11 @@ def _presets() -> dict[str, Preset]:
         spec = derive_spec(width, **schedule, **NEAREST)
         presets.append(Preset(name, "classification", spec, _cls_head, {"num_classes": 1000},
                               (224, 224), init="kaiming", family="cls", source=cls_src))
+    # No official pose model uses the small backbones; these take their ImageNet weights (strict=False).
+    for name, schedule in {"pose_hrnet_w18_small": W18_SMALL_V1, "pose_hrnet_w18_small_v2": W18_SMALL_V2}.items():
+        spec = derive_spec(16 if schedule is W18_SMALL_V1 else 18, multi_scale_output=False, **schedule, **NEAREST)
+        presets.append(Preset(name, "pose", spec, _pose_head, {"num_joints": 17}, (256, 192), family="pose",
+                              source="HRNet-Image-Classification backbone"))
     for width in (32, 48):
         spec = derive_spec(width, multi_scale_output=False, **NEAREST)
         presets.append(Preset(f"pose_hrnet_w{width}", "pose", spec, _pose_head, {"num_joints": 17},

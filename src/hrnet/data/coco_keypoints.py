@@ -1,0 +1,354 @@
+"""COCO person keypoints as top-down samples: one crop per annotated person (or per detected box).
+
+``TopDownDataset`` is the shared sample pipeline (read image, augment, crop, normalise); ``CocoKeypoints``
+and ``hrnet.data.mpii.MpiiKeypoints`` only build its list of person records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .keypoints import COCO_KEYPOINTS, KeypointSpec
+from .transforms import (
+    PIXEL_STD, TopDownAugment, box_to_center_scale, normalize_image, sanitize_box, top_down_transform,
+)
+
+__all__ = ["CocoKeypoints", "PersonRecord", "TopDownDataset", "read_image"]
+
+SampleTransform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """One top-down sample before augmentation: joints in image pixels, ``joints_vis`` 0/1."""
+
+    image_file: str
+    image_id: int
+    center: np.ndarray  # (2,) float32
+    scale: np.ndarray  # (2,) float32, box size / 200
+    joints: np.ndarray  # (K, 2) float32
+    joints_vis: np.ndarray  # (K,) float32
+    score: float = 1.0
+    ann_id: int = -1
+
+
+def read_image(path: str, color_rgb: bool = True) -> np.ndarray:
+    """uint8 (H, W, 3) image, RGB when ``color_rgb`` (cv2 reads BGR, EXIF orientation ignored as official)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file {path} not found")
+    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise ValueError(f"image file {path} unreadable (cv2.imread failed: corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
+
+
+class TopDownDataset(Dataset):
+    """Shared top-down sample pipeline over a list of ``PersonRecord``.
+
+    ``__getitem__`` returns a dict of tensors:
+
+    * ``image`` float32 (3, H, W), ImageNet-normalised (RGB unless ``color_rgb=False``);
+    * ``joints`` float32 (K, 2) in input-crop pixels (x, y); invisible joints are (0, 0);
+    * ``joints_vis`` float32 (K,) 0/1 (see ``drop_out_of_crop``);
+    * ``center``, ``scale`` float32 (2,) of the crop actually taken (after augmentation; the center is in
+      flipped-image coordinates when ``flipped``), ``rotation`` float32 degrees, ``flipped`` bool;
+    * ``image_id`` int64, ``ann_id`` int64 (-1 for detections / MPII), ``score`` float32 (box score, 1 for
+      ground-truth boxes), ``area`` float32 ``prod(scale * 200)`` (the box area the official evaluation uses
+      for OKS rescoring); ``index`` int64; plus ``image_file`` (str).
+
+    Randomness: with ``seed`` set, sample ``i`` of epoch ``e`` uses ``numpy.random.default_rng((seed, e, i))``,
+    so results do not depend on worker count or order; call ``set_epoch`` each epoch. With ``seed=None``
+    each call draws fresh OS entropy.
+
+    ``sample_transform`` (optional) gets the finished dict (tensors) and may add keys, e.g. heatmap targets
+    from ``hrnet.codecs``; it runs inside DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[PersonRecord],
+        *,
+        keypoints: KeypointSpec,
+        input_size: tuple[int, int],
+        train: bool,
+        augment: TopDownAugment | None,
+        color_rgb: bool = True,
+        seed: int | None = None,
+        drop_out_of_crop: bool = False,
+        sample_transform: SampleTransform | None = None,
+    ) -> None:
+        if len(input_size) != 2 or min(int(v) for v in input_size) <= 0:
+            raise ValueError(f"input_size must be (H, W) with positive entries, got {input_size!r}")
+        self.records = list(records)
+        self.keypoints = keypoints
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.train = bool(train)
+        self.augment = augment if train else None
+        self.color_rgb = color_rgb
+        self.seed = seed
+        self.epoch = 0
+        self.drop_out_of_crop = drop_out_of_crop
+        self.sample_transform = sample_transform
+
+    @property
+    def num_joints(self) -> int:
+        return self.keypoints.num_joints
+
+    @property
+    def aspect_ratio(self) -> float:
+        """Model input ``W / H``."""
+        return self.input_size[1] / self.input_size[0]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def rng_for(self, index: int) -> np.random.Generator:
+        if self.seed is None:
+            return np.random.default_rng()
+        return np.random.default_rng((int(self.seed), self.epoch, int(index)))
+
+    def load_sample(self, index: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
+        """The numpy sample (uint8 (H, W, 3) crop, float joints, ...) before normalisation."""
+        rec = self.records[index]
+        image = read_image(rec.image_file, self.color_rgb)
+        if self.augment is not None and rng is None:
+            rng = self.rng_for(index)
+        out = top_down_transform(
+            image, rec.joints, rec.joints_vis, rec.center, rec.scale, self.input_size, self.keypoints,
+            augment=self.augment, rng=rng, drop_out_of_crop=self.drop_out_of_crop,
+        )
+        out.update(image_file=rec.image_file, image_id=rec.image_id, ann_id=rec.ann_id, score=rec.score,
+                   area=float(np.prod(out["scale"].astype(np.float64) * PIXEL_STD)), index=index)
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        s = self.load_sample(index)
+        sample = {
+            "image": torch.from_numpy(normalize_image(s["image"])),
+            "joints": torch.from_numpy(s["joints"]),
+            "joints_vis": torch.from_numpy(s["joints_vis"]),
+            "center": torch.from_numpy(np.asarray(s["center"], dtype=np.float32)),
+            "scale": torch.from_numpy(np.asarray(s["scale"], dtype=np.float32)),
+            "rotation": torch.tensor(s["rotation"], dtype=torch.float32),
+            "flipped": torch.tensor(s["flipped"]),
+            "image_id": torch.tensor(s["image_id"], dtype=torch.int64),
+            "ann_id": torch.tensor(s["ann_id"], dtype=torch.int64),
+            "score": torch.tensor(s["score"], dtype=torch.float32),
+            "area": torch.tensor(s["area"], dtype=torch.float32),
+            "index": torch.tensor(index, dtype=torch.int64),
+            "image_file": s["image_file"],
+        }
+        return self.sample_transform(sample) if self.sample_transform is not None else sample
+
+
+# ------------------------------------------------------------------------------------------------- COCO
+def _load_json(path: str | Path, what: str) -> Any:
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {path}: not valid JSON ({err})") from err
+
+
+def _is_number_list(values: Any, n: int | None = None) -> bool:
+    return (isinstance(values, (list, tuple)) and (n is None or len(values) == n)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
+
+
+class CocoKeypoints(TopDownDataset):
+    """COCO-format person keypoints, top-down: one sample per person instance or detected box.
+
+    Ground-truth mode (``boxes=None``), as the official pipeline: per image (file order) the non-crowd
+    annotations of the person category whose box survives ``sanitize_box`` with ``area > 0`` and that have
+    at least one labelled keypoint (``v > 0``); ``v = 2`` counts as visible (1). Images without such persons
+    give no sample. The rule is the same for ``train`` and validation (COCO eval ignores such people anyway).
+
+    Detection mode (``boxes="dets.json"``, COCO results format ``[{image_id, category_id, bbox, score}]``):
+    every person-category box with ``score >= box_score_threshold`` (and positive size) is a sample with
+    unknown joints (all 0, ``joints_vis`` 0); detection boxes are not clipped (official).
+
+    ``input_size`` is ``(H, W)``; the person category is the one named ``person`` in ``categories``, else
+    the first listed (the official ``cls == 1``), unless ``category_id`` is given. Image files are
+    ``img_dir / images[i].file_name``.
+    """
+
+    def __init__(
+        self,
+        *,
+        ann_file: str | Path,
+        img_dir: str | Path,
+        train: bool,
+        keypoints: KeypointSpec = COCO_KEYPOINTS,
+        input_size: tuple[int, int] = (256, 192),
+        boxes: str | Path | None = None,
+        box_score_threshold: float = 0.0,
+        scale_factor: float = 0.35,
+        rotation_factor: float = 45.0,
+        rotation_prob: float = 0.6,
+        flip: bool = True,
+        half_body_prob: float = 0.3,
+        num_joints_half_body: int = 8,
+        padding: float = 1.25,
+        color_rgb: bool = True,
+        seed: int | None = None,
+        category_id: int | None = None,
+        drop_out_of_crop: bool = False,
+        sample_transform: SampleTransform | None = None,
+    ) -> None:
+        self.ann_file = str(ann_file)
+        self.img_dir = str(img_dir)
+        self.boxes_file = None if boxes is None else str(boxes)
+        self.padding = float(padding)
+        dataset = _load_json(self.ann_file, "ann_file")
+        self._validate(dataset, keypoints, gt_mode=boxes is None)
+        self.coco = self._make_coco(dataset)
+        self.category_id = self._person_category(dataset) if category_id is None else int(category_id)
+        augment = TopDownAugment(
+            scale_factor=scale_factor, rotation_factor=rotation_factor, rotation_prob=rotation_prob, flip=flip,
+            half_body_prob=half_body_prob, num_joints_half_body=num_joints_half_body,
+        )
+        super().__init__(
+            [], keypoints=keypoints, input_size=input_size, train=train, augment=augment, color_rgb=color_rgb,
+            seed=seed, drop_out_of_crop=drop_out_of_crop, sample_transform=sample_transform,
+        )
+        if boxes is None:
+            self.records = self._gt_records()
+        else:
+            self.records = self._detection_records(float(box_score_threshold))
+
+    # -- loading ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _make_coco(dataset: dict[str, Any]) -> Any:
+        from pycocotools.coco import COCO
+
+        coco = COCO()
+        coco.dataset = dataset
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco.createIndex()
+        return coco
+
+    @staticmethod
+    def _person_category(dataset: Mapping[str, Any]) -> int:
+        cats = dataset.get("categories") or []
+        for cat in cats:
+            if cat.get("name") == "person":
+                return int(cat["id"])
+        return int(cats[0]["id"]) if cats else 1
+
+    def _validate(self, data: Any, spec: KeypointSpec, gt_mode: bool) -> None:
+        where = f"ann_file {self.ann_file}"
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a JSON object with 'images' and 'annotations', "
+                             f"got {type(data).__name__}")
+        if "images" not in data or not isinstance(data["images"], list):
+            raise ValueError(f"{where}: missing 'images' list")
+        for img in data["images"]:
+            for key in ("id", "file_name", "width", "height"):
+                if not isinstance(img, dict) or key not in img:
+                    ident = img.get("id", "?") if isinstance(img, dict) else "?"
+                    raise ValueError(f"{where}: image id {ident} has no {key!r} field")
+        if not gt_mode and "annotations" not in data:
+            return
+        if not isinstance(data.get("annotations"), list):
+            raise ValueError(f"{where}: missing 'annotations' list")
+        image_ids = {img["id"] for img in data["images"]}
+        person = self._person_category(data)
+        expected = 3 * spec.num_joints
+        for i, ann in enumerate(data["annotations"]):
+            if not isinstance(ann, dict):
+                raise ValueError(f"{where}: annotations[{i}] is not an object")
+            ident = ann.get("id", f"#{i}")
+            for key in ("id", "image_id", "bbox", "category_id"):
+                if key not in ann:
+                    raise ValueError(f"{where}: annotation id {ident} has no {key!r} field")
+            if ann["image_id"] not in image_ids:
+                raise ValueError(f"{where}: annotation id {ident} refers to unknown image_id {ann['image_id']}")
+            if not _is_number_list(ann["bbox"], 4):
+                raise ValueError(f"{where}: annotation id {ident} bbox {ann['bbox']!r} is not [x, y, w, h]")
+            ann.setdefault("iscrowd", 0)
+            if ann.get("iscrowd") or ann["category_id"] != person:
+                continue
+            if "keypoints" not in ann:
+                raise ValueError(f"{where}: annotation id {ident} (person) has no 'keypoints' field")
+            if not _is_number_list(ann["keypoints"]):
+                raise ValueError(f"{where}: annotation id {ident} keypoints is not a list of numbers")
+            if len(ann["keypoints"]) != expected:
+                raise ValueError(
+                    f"{where}: annotation id {ident} has {len(ann['keypoints'])} keypoint values, expected "
+                    f"3*K={expected} for KeypointSpec {spec.name!r} (K={spec.num_joints})"
+                )
+            if "area" not in ann:
+                w, h = ann["bbox"][2], ann["bbox"][3]
+                ann["area"] = float(w * h)
+
+    def _image_file(self, image_id: int) -> str:
+        return os.path.join(self.img_dir, self.coco.imgs[image_id]["file_name"])
+
+    def _gt_records(self) -> list[PersonRecord]:
+        k = self.num_joints
+        records = []
+        for image_id in self.coco.getImgIds():
+            info = self.coco.imgs[image_id]
+            for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, iscrowd=False)):
+                if ann["category_id"] != self.category_id:
+                    continue
+                box = sanitize_box(ann["bbox"], info["width"], info["height"])
+                if box is None or not ann["area"] > 0:
+                    continue
+                kps = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
+                vis = (kps[:, 2] > 0).astype(np.float32)
+                if vis.sum() == 0:
+                    continue
+                center, scale = box_to_center_scale(box, self.aspect_ratio, self.padding)
+                records.append(PersonRecord(
+                    image_file=self._image_file(image_id), image_id=int(image_id), center=center, scale=scale,
+                    joints=(kps[:, :2] * vis[:, None]).astype(np.float32), joints_vis=vis, score=1.0,
+                    ann_id=int(ann["id"]),
+                ))
+        return records
+
+    def _detection_records(self, threshold: float) -> list[PersonRecord]:
+        where = f"boxes file {self.boxes_file}"
+        dets = _load_json(self.boxes_file, "boxes file")
+        if not isinstance(dets, list):
+            raise ValueError(f"{where}: expected a JSON list of {{image_id, category_id, bbox, score}}, "
+                             f"got {type(dets).__name__}")
+        k = self.num_joints
+        records = []
+        for i, det in enumerate(dets):
+            if not isinstance(det, dict) or any(key not in det for key in ("image_id", "bbox", "score")):
+                raise ValueError(f"{where}: entry {i} needs image_id, bbox and score, got {det!r}")
+            if not _is_number_list(det["bbox"], 4) or not isinstance(det["score"], (int, float)):
+                raise ValueError(f"{where}: entry {i} has bbox {det['bbox']!r} / score {det['score']!r}; "
+                                 "expected [x, y, w, h] and a number")
+            if det.get("category_id", self.category_id) != self.category_id:
+                continue
+            if det["score"] < threshold or det["bbox"][2] <= 0 or det["bbox"][3] <= 0:
+                continue
+            if det["image_id"] not in self.coco.imgs:
+                raise ValueError(f"{where}: entry {i} image_id {det['image_id']} is not in ann_file {self.ann_file}")
+            center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio, self.padding)
+            records.append(PersonRecord(
+                image_file=self._image_file(det["image_id"]), image_id=int(det["image_id"]), center=center,
+                scale=scale, joints=np.zeros((k, 2), np.float32), joints_vis=np.zeros(k, np.float32),
+                score=float(det["score"]),
+            ))
+        return records

@@ -1,0 +1,103 @@
+"""MPII Human Pose in the official HRNet annotation JSON (``annot/{train,valid,test}.json``), top-down.
+
+Each entry is ``{"image": "xxx.jpg", "center": [x, y], "scale": s, "joints": [[x, y]] * 16,
+"joints_vis": [0/1] * 16}`` with MATLAB 1-based pixel coordinates and ``s`` = person height / 200.
+As the official loader: ``center.y += 15 * s`` and ``scale *= 1.25`` (to keep limbs inside), then
+center and joints are shifted to 0-based (``- 1``). ``joints`` / ``joints_vis`` may be absent (test split).
+The output samples are the same dicts as ``CocoKeypoints`` (see ``TopDownDataset``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .coco_keypoints import PersonRecord, SampleTransform, TopDownDataset, _is_number_list, _load_json
+from .keypoints import MPII_KEYPOINTS, KeypointSpec
+from .transforms import TopDownAugment
+
+__all__ = ["MpiiKeypoints"]
+
+
+class MpiiKeypoints(TopDownDataset):
+    """MPII top-down samples. Defaults follow the official MPII configs (``w32_256x256``): input 256x256,
+    ``SCALE_FACTOR 0.25``, ``ROT_FACTOR 30``, flip, no half-body (``PROB_HALF_BODY -1``).
+
+    The scale stays square (``[s, s] * 1.25``, not widened to the input aspect ratio), as official; the crop
+    affine uses ``scale[0]`` for the width. ``image_id`` is the entry's index in the annotation list.
+    """
+
+    def __init__(
+        self,
+        *,
+        ann_file: str | Path,
+        img_dir: str | Path,
+        train: bool,
+        keypoints: KeypointSpec = MPII_KEYPOINTS,
+        input_size: tuple[int, int] = (256, 256),
+        scale_factor: float = 0.25,
+        rotation_factor: float = 30.0,
+        rotation_prob: float = 0.6,
+        flip: bool = True,
+        half_body_prob: float = 0.0,
+        num_joints_half_body: int = 8,
+        padding: float = 1.25,
+        center_y_offset: float = 15.0,
+        color_rgb: bool = True,
+        seed: int | None = None,
+        drop_out_of_crop: bool = False,
+        sample_transform: SampleTransform | None = None,
+    ) -> None:
+        self.ann_file = str(ann_file)
+        self.img_dir = str(img_dir)
+        augment = TopDownAugment(
+            scale_factor=scale_factor, rotation_factor=rotation_factor, rotation_prob=rotation_prob, flip=flip,
+            half_body_prob=half_body_prob, num_joints_half_body=num_joints_half_body,
+        )
+        records = self._records(_load_json(self.ann_file, "ann_file"), keypoints, padding, center_y_offset)
+        super().__init__(
+            records, keypoints=keypoints, input_size=input_size, train=train, augment=augment,
+            color_rgb=color_rgb, seed=seed, drop_out_of_crop=drop_out_of_crop, sample_transform=sample_transform,
+        )
+
+    def _records(self, data: object, spec: KeypointSpec, padding: float, y_offset: float) -> list[PersonRecord]:
+        where = f"ann_file {self.ann_file}"
+        if not isinstance(data, list):
+            raise ValueError(f"{where}: expected a JSON list of {{image, center, scale, joints, joints_vis}}, "
+                             f"got {type(data).__name__}")
+        k = spec.num_joints
+        records = []
+        for i, entry in enumerate(data):
+            if not isinstance(entry, dict) or any(key not in entry for key in ("image", "center", "scale")):
+                raise ValueError(f"{where}: entry {i} needs 'image', 'center' and 'scale'")
+            if not _is_number_list(entry["center"], 2) or not isinstance(entry["scale"], (int, float)):
+                raise ValueError(f"{where}: entry {i} has center {entry['center']!r} / scale {entry['scale']!r}; "
+                                 "expected [x, y] and a number")
+            s = float(entry["scale"])
+            center = np.asarray(entry["center"], dtype=np.float64)
+            scale = np.array([s, s], dtype=np.float64)
+            if center[0] != -1:  # official: -1 marks "no center"
+                center[1] += y_offset * scale[1]
+                scale *= padding
+            center -= 1.0  # MATLAB 1-based -> 0-based
+            joints = np.zeros((k, 2), np.float64)
+            vis = np.zeros(k, np.float32)
+            if "joints" in entry:
+                raw = entry["joints"]
+                raw_vis = entry.get("joints_vis")
+                if not isinstance(raw, list) or len(raw) != k or not all(_is_number_list(j, 2) for j in raw):
+                    n = len(raw) if isinstance(raw, list) else "?"
+                    raise ValueError(f"{where}: entry {i} ({entry['image']}) has {n} joints, expected K={k} "
+                                     f"[x, y] pairs for KeypointSpec {spec.name!r}")
+                if not _is_number_list(raw_vis, k):
+                    raise ValueError(f"{where}: entry {i} ({entry['image']}) joints_vis must be {k} numbers")
+                vis = (np.asarray(raw_vis, dtype=np.float32) > 0).astype(np.float32)
+                joints = (np.asarray(raw, dtype=np.float64) - 1.0) * vis[:, None]
+            records.append(PersonRecord(
+                image_file=os.path.join(self.img_dir, entry["image"]), image_id=i,
+                center=center.astype(np.float32), scale=scale.astype(np.float32),
+                joints=joints.astype(np.float32), joints_vis=vis,
+            ))
+        return records
