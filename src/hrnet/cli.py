@@ -79,11 +79,30 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Model-library demo: print the zoo, then run one model on an image it generates."""
-    from .demo import run_model_demo
+    """Generate a synthetic COCO-keypoints set, train a small pose model, evaluate with pycocotools."""
+    from .demo import DemoConfig, run_pose_demo
 
-    print(format_table(zoo_rows(), markdown=False), end="\n\n")
-    run_model_demo(Path(args.out))
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("train_images", args.train_images)) if v is not None}
+    run_pose_demo(Path(args.out), DemoConfig(**overrides), resume=not args.fresh)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Keypoints for an image, a folder of images or a video; JSON plus drawn pictures."""
+    from .tasks.pose_inference import BoxesFile, PosePredictor, TorchvisionDetector, run_prediction
+
+    predictor = PosePredictor.from_checkpoint(
+        args.weights, model=args.model, keypoints=args.keypoints, input_size=args.input_size,
+        decode=args.decode, flip_test=not args.no_flip, device=args.device)
+    boxes = BoxesFile(args.boxes, args.box_threshold) if args.boxes else None
+    detector = None
+    if args.detector:
+        if not args.detector_weights:
+            raise ValueError("--detector needs --detector-weights (no weights are downloaded)")
+        detector = TorchvisionDetector(args.detector, args.detector_weights, args.box_threshold or 0.5,
+                                       device=args.device)
+    target = run_prediction(Path(args.source), Path(args.out), predictor, boxes, detector)
+    print(f"wrote {target} and drawn copies in {args.out}")
     return 0
 
 
@@ -91,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrnet", description="HRNet models, checkpoints and pipelines.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in LIGHTNING_COMMANDS.items():  # handled by Lightning's CLI; listed here for --help
+        sub.add_parser(name, help=text, add_help=False)
 
     p = sub.add_parser("models", help="print the model zoo (params, GFLOPs, input size)")
     p.add_argument("--task", choices=sorted({p.task for p in PRESETS.values()}), help="only this task's presets")
@@ -105,13 +126,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="official layout to write (default: that of the closest preset)")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("demo", help="the embedded demo")
+    p = sub.add_parser("predict", help="pose keypoints for an image, a folder or a video")
+    p.add_argument("source", help="image file, folder of images, or video file")
+    p.add_argument("--weights", required=True, help="checkpoint (ours, Lightning .ckpt, or official)")
+    p.add_argument("--model", help="preset name (read from our checkpoints when omitted)")
+    p.add_argument("--keypoints", help="keypoint set: coco, mpii (default: from the checkpoint, else coco)")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="model input size")
+    p.add_argument("--decode", choices=["argmax", "dark"], help="heatmap decoding (default: from the checkpoint)")
+    p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--boxes", help="person boxes: COCO detection-results JSON (image_id or file_name, bbox, score)")
+    p.add_argument("--detector", help="torchvision detection model name, e.g. fasterrcnn_resnet50_fpn")
+    p.add_argument("--detector-weights", help="state dict for --detector")
+    p.add_argument("--box-threshold", type=float, default=0.0, help="minimum box score")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="train and evaluate pose on a generated dataset (about 5 min on 2 CPU cores)")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--epochs", type=int, help="training epochs (default 12)")
+    p.add_argument("--train-images", type=int, help="synthetic training images (default 1600)")
+    p.add_argument("--fresh", action="store_true", help="do not resume from OUT/checkpoints/last.ckpt")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
+LIGHTNING_COMMANDS = {
+    "fit": "train (Lightning): hrnet fit --config configs/pose/coco_w32_256x192_adam_lr1e-3.yaml",
+    "validate": "evaluate on the validation set (Lightning)",
+    "test": "evaluate on the test set (Lightning)",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from .tasks.cli import run_lightning
+
+        run_lightning(argv)
+        return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()

@@ -1,0 +1,1 @@
+"""Tasks: one LightningModule (+ DataModule) per task: loss, decoding, metrics."""

@@ -1,0 +1,302 @@
+"""Top-down human pose estimation (HRNetV1, paper Sec. 5): training, flip-test inference,
+decoding, OKS-NMS and COCO (pycocotools) / PCKh evaluation, as a LightningModule + DataModule."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ..codecs.heatmap import HeatmapCodec, JointsMSELoss, flip_back
+from ..data.coco_keypoints import CocoKeypoints
+from ..data.keypoints import KeypointSpec, get_keypoint_spec
+from ..data.transforms import transform_preds
+from ..metrics.keypoints import coco_keypoint_eval, rescore_and_nms, to_coco_results
+from ..models import create_model, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def resolve_keypoints(keypoints: str | Mapping[str, Any] | KeypointSpec) -> KeypointSpec:
+    """A keypoint set from a preset name (``coco``, ``mpii``), a config mapping, or as is."""
+    if isinstance(keypoints, KeypointSpec):
+        return keypoints
+    if isinstance(keypoints, str):
+        return get_keypoint_spec(keypoints)
+    return KeypointSpec.from_dict(keypoints)
+
+
+@torch.no_grad()
+def predict_heatmaps(model: torch.nn.Module, images: Tensor, flip_index: Sequence[int] | None = None,
+                     shift: bool = True) -> Tensor:
+    """(B, 3, H, W) -> (B, K, H/4, W/4); with ``flip_index``, averaged with the flipped image's
+    heatmaps mirrored back (and shifted one pixel, as the official flip test)."""
+    heatmaps = model(images).float()
+    if flip_index is not None:
+        flipped = model(torch.flip(images, dims=[3])).float()
+        heatmaps = (heatmaps + flip_back(flipped, flip_index, shift=shift)) / 2
+    return heatmaps
+
+
+def heatmaps_to_image_keypoints(codec: HeatmapCodec, heatmaps: Tensor, centers: Tensor, scales: Tensor,
+                                method: str | None = None) -> np.ndarray:
+    """Decode heatmaps and map them back through each crop: (B, K, 3) [x, y, confidence] in image pixels."""
+    coords, maxvals = codec.decode(heatmaps.detach().float().cpu().numpy(), method)
+    size_wh = (codec.heatmap_size[1], codec.heatmap_size[0])
+    out = np.zeros((*coords.shape[:2], 3), dtype=np.float32)
+    for i in range(coords.shape[0]):
+        out[i, :, :2] = transform_preds(coords[i], centers[i].cpu().numpy(), scales[i].cpu().numpy(), size_wh)
+    out[..., 2] = maxvals[..., 0]
+    return out
+
+
+class PoseEstimation(L.LightningModule):
+    """HRNetV1 top-down pose: MSE on Gaussian heatmaps with joint weights; flip-test evaluation.
+
+    Args:
+        model: a pose preset (``pose_hrnet_w32``, ``pose_hrnet_w48``, ``pose_hrnet_w18_small_v2`` ...).
+        keypoints: ``coco``, ``mpii`` or a mapping with ``joint_names``, ``flip_pairs``, ``sigmas`` ...
+        input_size: model input ``(H, W)``; heatmaps are at 1/4.
+        sigma: Gaussian sigma in heatmap pixels (2 at 256x192, 3 at 384x288 as official).
+        pretrained: an ImageNet classification checkpoint for the backbone (loaded ``strict=False``).
+        decode: ``argmax`` (official, quarter-pixel offset) or ``dark``.
+        unbiased: DARK's unbiased (sub-pixel) targets instead of the official integer-centred ones
+            (a data-side setting; recorded here so a checkpoint says how it was trained).
+        lr, lr_steps, lr_factor: Adam with step decay (official: 1e-3, epochs 170/200, 0.1).
+        use_joint_weights: weight joints in the loss by ``KeypointSpec.joint_weights``.
+        channels_last: NHWC memory format (faster convolutions on CPUs with oneDNN and on tensor cores).
+    """
+
+    def __init__(
+        self,
+        model: str = "pose_hrnet_w32",
+        keypoints: str | dict[str, Any] = "coco",
+        input_size: tuple[int, int] = (256, 192),
+        sigma: float = 2.0,
+        pretrained: str | None = None,
+        decode: str = "argmax",
+        unbiased: bool = False,
+        flip_test: bool = True,
+        shift_heatmap: bool = True,
+        use_target_weight: bool = True,
+        use_joint_weights: bool = False,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        lr_steps: tuple[int, ...] = (170, 200),
+        lr_factor: float = 0.1,
+        in_vis_thre: float = 0.2,
+        oks_thre: float = 0.9,
+        grad_checkpointing: bool = False,
+        channels_last: bool = False,
+        results_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.keypoints = resolve_keypoints(keypoints)
+        self.model = create_model(model, num_joints=self.keypoints.num_joints)
+        if pretrained:
+            report = load_checkpoint(self.model, pretrained, strict=False)
+            log.info("backbone from %s: %d tensors loaded, %d new", pretrained, len(report.loaded), len(report.missing))
+        if grad_checkpointing:
+            self.model.set_grad_checkpointing(True)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.codec = HeatmapCodec.from_spec(self.keypoints, input_size, sigma=sigma, decode=decode,
+                                            unbiased=unbiased, use_joint_weights=use_joint_weights)
+        self.criterion = JointsMSELoss(use_target_weight)
+        self._predictions: list[dict[str, Any]] = []
+        self.last_metrics: dict[str, float] = {}
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images.contiguous(memory_format=self.memory_format))
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        heatmaps = self(batch["image"])
+        loss = self.criterion(heatmaps.float(), batch["target"], batch["target_weight"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        return loss
+
+    def _evaluate_batch(self, batch: dict[str, Tensor]) -> None:
+        flip_index = self.keypoints.flip_index if self.hparams.flip_test else None
+        heatmaps = predict_heatmaps(self, batch["image"], flip_index, self.hparams.shift_heatmap)
+        if "target" in batch:
+            loss = self.criterion(heatmaps, batch["target"], batch["target_weight"])
+            self.log("val/loss", loss, batch_size=heatmaps.shape[0], sync_dist=True)
+        kpts = heatmaps_to_image_keypoints(self.codec, heatmaps, batch["center"], batch["scale"])
+        for i in range(kpts.shape[0]):
+            self._predictions.append({
+                "keypoints": kpts[i], "image_id": int(batch["image_id"][i]), "score": float(batch["score"][i]),
+                "area": float(batch["area"][i]),
+            })
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
+
+    def _finish_evaluation(self, stage: str) -> None:
+        """Gather predictions from every rank, OKS-NMS + rescoring, pycocotools on rank 0."""
+        preds, self._predictions = self._predictions, []
+        if self.trainer.world_size > 1:
+            gathered: list[list[dict[str, Any]]] = [[] for _ in range(self.trainer.world_size)]
+            torch.distributed.all_gather_object(gathered, preds)
+            preds = [p for part in gathered for p in part]
+        metrics = {}
+        if self.trainer.is_global_zero:
+            metrics = self.evaluate(preds, stage)
+        if self.trainer.world_size > 1:
+            box = [metrics]
+            torch.distributed.broadcast_object_list(box, src=0)
+            metrics = box[0]
+        self.last_metrics = metrics
+        for name, value in metrics.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "AP", rank_zero_only=False)
+
+    def evaluate(self, predictions: list[dict[str, Any]], stage: str) -> dict[str, float]:
+        """COCO keypoint AP of ``predictions`` against the evaluation dataset's ground truth."""
+        dataset = self._eval_dataset(stage)
+        kept = rescore_and_nms(predictions, self.keypoints.sigmas or None, self.hparams.in_vis_thre,
+                               self.hparams.oks_thre)
+        results = to_coco_results(kept, category_id=dataset.category_id)
+        if self.hparams.results_dir:
+            out = Path(self.hparams.results_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = out / f"keypoints_{stage}_results.json.tmp"
+            tmp.write_text(json.dumps(results))
+            tmp.replace(out / f"keypoints_{stage}_results.json")
+        return coco_keypoint_eval(dataset.coco, results, sigmas=self.keypoints.sigmas or None)
+
+    def _eval_dataset(self, stage: str) -> CocoKeypoints:
+        dm = self.trainer.datamodule
+        dataset = dm.val_set if stage == "val" else dm.test_set
+        if not isinstance(dataset, CocoKeypoints):
+            raise TypeError(f"COCO evaluation needs a CocoKeypoints {stage} set, got {type(dataset).__name__}")
+        return dataset
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(self.hparams.lr_steps), self.hparams.lr_factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_train_epoch_start(self) -> None:
+        dataset = getattr(self.trainer.datamodule, "train_set", None)
+        if dataset is not None:
+            dataset.set_epoch(self.current_epoch)
+
+
+class EncodeTargets:
+    """DataLoader-side target encoding: adds ``target`` (K, h, w) and ``target_weight`` (K, 1)."""
+
+    def __init__(self, codec: HeatmapCodec) -> None:
+        self.codec = codec
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        target, weight = self.codec.encode(sample["joints"].numpy(), sample["joints_vis"].numpy())
+        sample["target"] = torch.from_numpy(target)
+        sample["target_weight"] = torch.from_numpy(weight).reshape(-1, 1)
+        return sample
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors; keep strings (file names) as lists."""
+    batch: dict[str, Any] = {}
+    for key, value in samples[0].items():
+        values = [s[key] for s in samples]
+        batch[key] = torch.stack(values) if isinstance(value, Tensor) else values
+    return batch
+
+
+class PoseDataModule(L.LightningDataModule):
+    """COCO-format keypoint data (GT boxes for training; GT or detector boxes for evaluation).
+
+    ``input_size``, ``sigma``, ``unbiased``, ``keypoints``, ``use_joint_weights`` must equal the
+    model's (the CLI links them).
+    """
+
+    def __init__(
+        self,
+        train_ann: str | None = None,
+        train_images: str | None = None,
+        val_ann: str | None = None,
+        val_images: str | None = None,
+        val_boxes: str | None = None,
+        test_ann: str | None = None,
+        test_images: str | None = None,
+        test_boxes: str | None = None,
+        box_score_threshold: float = 0.0,
+        keypoints: str | dict[str, Any] = "coco",
+        input_size: tuple[int, int] = (256, 192),
+        sigma: float = 2.0,
+        unbiased: bool = False,
+        use_joint_weights: bool = False,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        scale_factor: float = 0.35,
+        rotation_factor: float = 45.0,
+        rotation_prob: float = 0.6,
+        flip: bool = True,
+        half_body_prob: float = 0.3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.keypoints = resolve_keypoints(keypoints)
+        codec = HeatmapCodec.from_spec(self.keypoints, input_size, sigma=sigma, unbiased=unbiased,
+                                       use_joint_weights=use_joint_weights)
+        self.encode = EncodeTargets(codec)
+        self.train_set: CocoKeypoints | None = None
+        self.val_set: CocoKeypoints | None = None
+        self.test_set: CocoKeypoints | None = None
+
+    def _dataset(self, ann: str | None, images: str | None, train: bool, boxes: str | None = None,
+                 what: str = "") -> CocoKeypoints:
+        if not ann or not images:
+            raise ValueError(f"data: {what}_ann and {what}_images are required for this stage")
+        h = self.hparams
+        return CocoKeypoints(
+            ann_file=ann, img_dir=images, train=train, keypoints=self.keypoints, input_size=tuple(h.input_size),
+            boxes=boxes, box_score_threshold=h.box_score_threshold, scale_factor=h.scale_factor,
+            rotation_factor=h.rotation_factor, rotation_prob=h.rotation_prob, flip=h.flip,
+            half_body_prob=h.half_body_prob, seed=h.seed, sample_transform=self.encode if boxes is None else None,
+        )
+
+    def setup(self, stage: str) -> None:
+        h = self.hparams
+        if stage == "fit" and self.train_set is None:
+            self.train_set = self._dataset(h.train_ann, h.train_images, True, what="train")
+        if stage in ("fit", "validate") and self.val_set is None and h.val_ann:
+            self.val_set = self._dataset(h.val_ann, h.val_images, False, h.val_boxes, what="val")
+        if stage == "test" and self.test_set is None:
+            self.test_set = self._dataset(h.test_ann or h.val_ann, h.test_images or h.val_images, False,
+                                          h.test_boxes, what="test")
+
+    def _loader(self, dataset: CocoKeypoints, train: bool) -> DataLoader:
+        h = self.hparams
+        return DataLoader(dataset, batch_size=h.batch_size if train else (h.eval_batch_size or h.batch_size),
+                          shuffle=train, drop_last=train, num_workers=h.num_workers, collate_fn=collate,
+                          persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False)

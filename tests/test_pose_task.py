@@ -1,0 +1,171 @@
+"""Top-down pose end to end on tiny generated COCO-format data: evaluation path, training,
+checkpoint resume, Lightning CLI, prediction CLI (images, boxes, video), custom keypoint sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from hrnet.cli import main
+from hrnet.codecs.heatmap import HeatmapCodec
+from hrnet.data.keypoints import COCO_KEYPOINTS, KeypointSpec
+from hrnet.data.synthetic import make_synthetic_coco_keypoints
+from hrnet.tasks.pose import PoseDataModule, PoseEstimation, heatmaps_to_image_keypoints
+
+INPUT = (64, 48)
+
+
+@pytest.fixture(scope="module")
+def tiny_coco(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("coco")
+    out = {}
+    for split, seed in (("train", 0), ("val", 1)):
+        ann = make_synthetic_coco_keypoints(root, split=split, num_images=10, image_size=(96, 96), seed=seed)
+        out[f"{split}_ann"], out[f"{split}_images"] = str(ann), str(root / split)
+    return out
+
+
+def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
+    args = dict(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=2, limit_val_batches=2,
+                logger=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                default_root_dir=tmp_path)
+    return L.Trainer(**{**args, **kwargs})
+
+
+def test_perfect_heatmaps_give_full_ap(tiny_coco) -> None:
+    """Encode GT -> decode -> back-project -> OKS-NMS -> pycocotools: the path loses nothing."""
+    dm = PoseDataModule(**tiny_coco, input_size=(128, 96), unbiased=True, batch_size=8, num_workers=0)
+    dm.setup("validate")
+    task = PoseEstimation(model="pose_hrnet_w18_small", input_size=(128, 96), unbiased=True)
+    codec = HeatmapCodec((128, 96), sigma=2.0)
+    preds = []
+    for batch in dm.val_dataloader():
+        kpts = heatmaps_to_image_keypoints(codec, batch["target"], batch["center"], batch["scale"])
+        preds += [{"keypoints": k, "image_id": int(i), "score": 1.0, "area": float(a)}
+                  for k, i, a in zip(kpts, batch["image_id"], batch["area"])]
+    task.trainer = _trainer(Path("/tmp"))
+    task.trainer.datamodule = dm
+    metrics = task.evaluate(preds, "val")
+    assert metrics["AP"] > 0.99 and metrics["AR"] > 0.99
+    # Moving every prediction by a few pixels must cost AP (the check can fail).
+    for p in preds:
+        p["keypoints"] = p["keypoints"] + np.array([4.0, 0.0, 0.0], np.float32)
+    assert task.evaluate(preds, "val")["AP"] < 0.9
+
+
+def test_fit_validate_and_resume(tiny_coco, tmp_path) -> None:
+    L.seed_everything(0)
+    dm = PoseDataModule(**tiny_coco, input_size=INPUT, batch_size=4, num_workers=0)
+    task = PoseEstimation(model="pose_hrnet_w18_small", input_size=INPUT, lr_steps=(5,))
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer = _trainer(tmp_path, callbacks=[ckpt])
+    trainer.fit(task, datamodule=dm)
+    assert set(task.last_metrics) >= {"AP", "AP50", "AP75", "APm", "APl", "AR"}
+    assert all(np.isfinite(v) for v in task.last_metrics.values())
+    last = tmp_path / "ckpt" / "last.ckpt"
+    assert last.is_file() and trainer.global_step == 2
+    resumed = _trainer(tmp_path, max_epochs=2)
+    task2 = PoseEstimation(model="pose_hrnet_w18_small", input_size=INPUT, lr_steps=(5,))
+    resumed.fit(task2, datamodule=PoseDataModule(**tiny_coco, input_size=INPUT, batch_size=4, num_workers=0),
+                ckpt_path=str(last))
+    assert resumed.global_step == 4 and resumed.current_epoch == 2
+
+
+def test_custom_keypoint_set_without_code_change(tmp_path) -> None:
+    spec = {"name": "face5", "joint_names": ["nose", "left_eye", "right_eye", "left_ear", "right_ear"],
+            "flip_pairs": [[1, 2], [3, 4]], "skeleton": [[0, 1], [0, 2], [1, 3], [2, 4]],
+            "sigmas": [0.026, 0.025, 0.025, 0.035, 0.035]}
+    k = KeypointSpec.from_dict(spec)
+    paths = {}
+    for split, seed in (("train", 0), ("val", 1)):
+        ann = make_synthetic_coco_keypoints(tmp_path, split=split, num_images=6, image_size=(96, 96), seed=seed,
+                                            keypoints=k)
+        paths[f"{split}_ann"], paths[f"{split}_images"] = str(ann), str(tmp_path / split)
+    task = PoseEstimation(model="pose_hrnet_w18_small", keypoints=spec, input_size=INPUT)
+    assert task.model.head.final_layer.out_channels == 5
+    dm = PoseDataModule(**paths, keypoints=spec, input_size=INPUT, batch_size=2, num_workers=0)
+    _trainer(tmp_path).fit(task, datamodule=dm)
+    assert "AP" in task.last_metrics
+
+
+def _write_config(tmp_path: Path, data: dict[str, str]) -> Path:
+    config = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "limit_train_batches": 1,
+                    "limit_val_batches": 1, "logger": False, "enable_progress_bar": False,
+                    "default_root_dir": str(tmp_path)},
+        "model": {"model": "pose_hrnet_w18_small", "input_size": list(INPUT), "sigma": 1.5},
+        "data": {**data, "batch_size": 2, "num_workers": 0},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_lightning_cli_links_model_and_data(tiny_coco, tmp_path) -> None:
+    """One value configures both the model's codec and the data's target encoder."""
+    from hrnet.tasks.cli import PoseCLI
+
+    config = _write_config(tmp_path, tiny_coco)
+    cli = PoseCLI(PoseEstimation, PoseDataModule, args=["--config", str(config)], run=False)
+    assert tuple(cli.datamodule.hparams.input_size) == INPUT and cli.datamodule.hparams.sigma == 1.5
+    assert cli.datamodule.encode.codec.sigma == cli.model.codec.sigma == 1.5
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code == 0
+    assert main(["fit", "--config", str(config)]) == 0
+    assert list(tmp_path.rglob("*.ckpt"))
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    task = PoseEstimation(model="pose_hrnet_w18_small", input_size=INPUT)
+    trainer = _trainer(tmp_path, max_steps=0)
+    trainer.strategy.connect(task)
+    path = tmp_path / "pose.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_predict_cli_images_boxes_and_video(tiny_coco, tmp_path) -> None:
+    ckpt = _checkpoint(tmp_path)
+    images = Path(tiny_coco["val_images"])
+    coco = json.loads(Path(tiny_coco["val_ann"]).read_text())
+    first = coco["images"][0]
+    boxes = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
+             for a in coco["annotations"] if a["image_id"] == first["id"] and not a["iscrowd"]]
+    (tmp_path / "dets.json").write_text(json.dumps(boxes))
+    assert main(["predict", str(images), "--weights", str(ckpt), "--boxes", str(tmp_path / "dets.json"),
+                 "--out", str(tmp_path / "pred")]) == 0
+    result = json.loads((tmp_path / "pred" / "keypoints.json").read_text())
+    assert len(result["images"]) == len(coco["images"]) and result["keypoints"] == list(COCO_KEYPOINTS.joint_names)
+    by_file = {r["file"]: r for r in result["images"]}
+    assert len(by_file[first["file_name"]]["persons"]) == len(boxes)
+    assert all(len(p["keypoints"]) == 17 * 3 for p in by_file[first["file_name"]]["persons"])
+    assert (tmp_path / "pred" / f"{Path(first['file_name']).stem}_pose.jpg").is_file()
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (96, 96))
+    for f in sorted(images.iterdir())[:3]:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    assert main(["predict", str(video), "--weights", str(ckpt), "--out", str(tmp_path / "vid")]) == 0
+    frames = json.loads((tmp_path / "vid" / "keypoints.json").read_text())["images"]
+    assert [f["frame"] for f in frames] == [0, 1, 2] and all(len(f["persons"]) == 1 for f in frames)
+    assert (tmp_path / "vid" / "clip_pose.mp4").stat().st_size > 0
+
+
+def test_predict_errors_name_the_problem(tmp_path, capsys) -> None:
+    plain = tmp_path / "plain.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, plain)
+    assert main(["predict", str(tmp_path), "--weights", str(plain)]) == 2
+    assert "no model name stored in the checkpoint; pass --model" in capsys.readouterr().err
+    ckpt = _checkpoint(tmp_path)
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--weights", str(ckpt)]) == 2
+    assert "missing.jpg not found" in capsys.readouterr().err
