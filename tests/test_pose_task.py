@@ -169,3 +169,84 @@ def test_predict_errors_name_the_problem(tmp_path, capsys) -> None:
     ckpt = _checkpoint(tmp_path)
     assert main(["predict", str(tmp_path / "missing.jpg"), "--weights", str(ckpt)]) == 2
     assert "missing.jpg not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_mpii(tmp_path_factory) -> dict[str, str]:
+    """Official MPII JSON layout (1-based joints) over noise images, plus head boxes."""
+    root = tmp_path_factory.mktemp("mpii")
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir()
+    entries, heads = [], []
+    for i in range(6):
+        name = f"{i:09d}.jpg"
+        cv2.imwrite(str(root / "images" / name), rng.integers(0, 255, (128, 128, 3), dtype=np.uint8))
+        joints = rng.uniform(40, 88, (16, 2))
+        vis = (rng.random(16) > 0.2).astype(int)
+        entries.append({"image": name, "center": [65.0, 59.0], "scale": 0.4,
+                        "joints": (joints + 1).tolist(), "joints_vis": vis.tolist()})
+        heads.append([[50.0, 40.0], [70.0, 60.0]])
+    (root / "valid.json").write_text(json.dumps(entries))
+    np.save(root / "heads.npy", np.array(heads))
+    return {"val_ann": str(root / "valid.json"), "val_images": str(root / "images"),
+            "val_headboxes": str(root / "heads.npy")}
+
+
+def test_mpii_pckh_evaluation(tiny_mpii) -> None:
+    """MPII format + PCKh: perfect heatmaps score 100, predictions off by 10 px (> 0.5 x 17 px) score 0."""
+    dm = PoseDataModule(dataset="mpii", **tiny_mpii, keypoints="mpii", input_size=(64, 64), unbiased=True,
+                        batch_size=4, num_workers=0)
+    dm.setup("validate")
+    task = PoseEstimation(model="pose_hrnet_w18_small", keypoints="mpii", input_size=(64, 64), unbiased=True)
+    task.trainer = _trainer(Path("/tmp"))
+    task.trainer.datamodule = dm
+    codec = HeatmapCodec((64, 64), sigma=2.0, unbiased=True)
+    preds = []
+    for batch in dm.val_dataloader():
+        kpts = heatmaps_to_image_keypoints(codec, batch["target"], batch["center"], batch["scale"])
+        preds += [{"keypoints": k, "index": int(i), "image_id": 0, "score": 1.0, "area": 1.0}
+                  for k, i in zip(kpts, batch["index"])]
+    assert task.evaluate(preds, "val")["PCKh"] == 100.0
+    for p in preds:
+        p["keypoints"] = p["keypoints"] + np.array([10.0, 0.0, 0.0], np.float32)
+    assert task.evaluate(preds, "val")["PCKh"] == 0.0
+
+
+@pytest.mark.parametrize("config", sorted(Path("configs/pose").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_instantiate(config: Path) -> None:
+    from hrnet.tasks.cli import PoseCLI
+
+    cli = PoseCLI(PoseEstimation, PoseDataModule, args=["--config", str(config), "--model.pretrained", "null"],
+                  run=False)
+    raw = yaml.safe_load(config.read_text())
+    assert cli.model.hparams.model == raw["model"]["model"]
+    assert tuple(cli.datamodule.hparams.input_size) == tuple(raw["model"]["input_size"])
+    assert cli.model.keypoints.num_joints == {"coco": 17, "mpii": 16}[raw["model"]["keypoints"]]
+
+
+def test_pretrained_backbone_from_classification_checkpoint(tmp_path) -> None:
+    """The official recipe starts from an ImageNet checkpoint: backbone loads, head stays new."""
+    from hrnet import create_model
+    from hrnet.models import to_official
+
+    cls = create_model("hrnet_w18_small")
+    torch.nn.init.normal_(cls.backbone.stage3[0].branches[2][0].conv1.weight)
+    torch.save(to_official(cls.state_dict(), "cls"), tmp_path / "imagenet.pth")
+    task = PoseEstimation(model="pose_hrnet_w18_small", input_size=INPUT, pretrained=str(tmp_path / "imagenet.pth"))
+    assert torch.equal(task.model.backbone.stage3[0].branches[2][0].conv1.weight,
+                       cls.backbone.stage3[0].branches[2][0].conv1.weight)
+
+
+def test_predict_with_a_torchvision_detector(tiny_coco, tmp_path) -> None:
+    """Person boxes from a torchvision detector with user-supplied weights (here random ones)."""
+    import torchvision
+
+    detector = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
+    torch.save(detector.state_dict(), tmp_path / "det.pth")
+    image = sorted(Path(tiny_coco["val_images"]).iterdir())[0]
+    assert main(["predict", str(image), "--weights", str(_checkpoint(tmp_path)), "--detector",
+                 "fasterrcnn_mobilenet_v3_large_320_fpn", "--detector-weights", str(tmp_path / "det.pth"),
+                 "--box-threshold", "0.0", "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "keypoints.json").read_text())
+    assert result["images"][0]["file"] == image.name
+    assert all(len(p["keypoints"]) == 51 for p in result["images"][0]["persons"])

@@ -94,13 +94,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = PosePredictor.from_checkpoint(
         args.weights, model=args.model, keypoints=args.keypoints, input_size=args.input_size,
         decode=args.decode, flip_test=not args.no_flip, device=args.device)
-    boxes = BoxesFile(args.boxes, args.box_threshold) if args.boxes else None
+    boxes = BoxesFile(args.boxes, args.box_threshold or 0.0) if args.boxes else None
     detector = None
     if args.detector:
         if not args.detector_weights:
             raise ValueError("--detector needs --detector-weights (no weights are downloaded)")
-        detector = TorchvisionDetector(args.detector, args.detector_weights, args.box_threshold or 0.5,
-                                       device=args.device)
+        threshold = 0.5 if args.box_threshold is None else args.box_threshold
+        detector = TorchvisionDetector(args.detector, args.detector_weights, threshold, device=args.device)
     target = run_prediction(Path(args.source), Path(args.out), predictor, boxes, detector)
     print(f"wrote {target} and drawn copies in {args.out}")
     return 0
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", help="person boxes: COCO detection-results JSON (image_id or file_name, bbox, score)")
     p.add_argument("--detector", help="torchvision detection model name, e.g. fasterrcnn_resnet50_fpn")
     p.add_argument("--detector-weights", help="state dict for --detector")
-    p.add_argument("--box-threshold", type=float, default=0.0, help="minimum box score")
+    p.add_argument("--box-threshold", type=float, help="minimum box score (default: 0 for --boxes, 0.5 for --detector)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
     p.set_defaults(func=cmd_predict)

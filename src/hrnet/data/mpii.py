@@ -27,6 +27,7 @@ class MpiiKeypoints(TopDownDataset):
 
     The scale stays square (``[s, s] * 1.25``, not widened to the input aspect ratio), as official; the crop
     affine uses ``scale[0]`` for the width. ``image_id`` is the entry's index in the annotation list.
+    ``headboxes`` (see :func:`load_headboxes`) gives the PCKh normaliser per person, in file order.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class MpiiKeypoints(TopDownDataset):
         seed: int | None = None,
         drop_out_of_crop: bool = False,
         sample_transform: SampleTransform | None = None,
+        headboxes: str | Path | None = None,
     ) -> None:
         self.ann_file = str(ann_file)
         self.img_dir = str(img_dir)
@@ -61,6 +63,10 @@ class MpiiKeypoints(TopDownDataset):
             records, keypoints=keypoints, input_size=input_size, train=train, augment=augment,
             color_rgb=color_rgb, seed=seed, drop_out_of_crop=drop_out_of_crop, sample_transform=sample_transform,
         )
+        self.headboxes = None if headboxes is None else load_headboxes(headboxes)
+        if self.headboxes is not None and len(self.headboxes) != len(self.records):
+            raise ValueError(f"headboxes {headboxes}: {len(self.headboxes)} boxes for {len(self.records)} "
+                             f"people in ann_file {self.ann_file}")
 
     def _records(self, data: object, spec: KeypointSpec, padding: float, y_offset: float) -> list[PersonRecord]:
         where = f"ann_file {self.ann_file}"
@@ -101,3 +107,30 @@ class MpiiKeypoints(TopDownDataset):
                 joints=joints.astype(np.float32), joints_vis=vis,
             ))
         return records
+
+
+def load_headboxes(path: str | Path) -> np.ndarray:
+    """MPII head boxes ``(N, 2, 2)`` [[x1, y1], [x2, y2]] in annotation order, for PCKh.
+
+    Reads the official ``gt_valid.mat`` (``headboxes_src``, needs scipy), or ``.npy`` / ``.json``
+    arrays of shape (N, 2, 2) or (N, 4).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"headboxes file {path} not found")
+    if path.suffix == ".mat":
+        try:
+            from scipy.io import loadmat
+        except ImportError as err:
+            raise ImportError(f"reading {path} needs scipy (pip install scipy), or pass an .npy/.json array") from err
+        mat = loadmat(str(path))
+        if "headboxes_src" not in mat:
+            raise ValueError(f"headboxes file {path}: no 'headboxes_src' array (expected the official gt_valid.mat)")
+        boxes = np.transpose(mat["headboxes_src"], (2, 0, 1))
+    elif path.suffix == ".npy":
+        boxes = np.load(path)
+    else:
+        boxes = np.asarray(_load_json(path, "headboxes file"), dtype=np.float64)
+    if boxes.ndim not in (2, 3) or boxes.reshape(len(boxes), -1).shape[1] != 4:
+        raise ValueError(f"headboxes file {path}: expected (N, 2, 2) or (N, 4) boxes, got shape {boxes.shape}")
+    return boxes.reshape(-1, 2, 2).astype(np.float64)

@@ -16,10 +16,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..codecs.heatmap import HeatmapCodec, JointsMSELoss, flip_back
-from ..data.coco_keypoints import CocoKeypoints
+from ..data.coco_keypoints import CocoKeypoints, TopDownDataset
 from ..data.keypoints import KeypointSpec, get_keypoint_spec
+from ..data.mpii import MpiiKeypoints
 from ..data.transforms import transform_preds
-from ..metrics.keypoints import coco_keypoint_eval, rescore_and_nms, to_coco_results
+from ..metrics.keypoints import coco_keypoint_eval, headsize_from_boxes, pckh, rescore_and_nms, to_coco_results
 from ..models import create_model, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class PoseEstimation(L.LightningModule):
         for i in range(kpts.shape[0]):
             self._predictions.append({
                 "keypoints": kpts[i], "image_id": int(batch["image_id"][i]), "score": float(batch["score"][i]),
-                "area": float(batch["area"][i]),
+                "area": float(batch["area"][i]), "index": int(batch["index"][i]),
             })
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -165,27 +166,47 @@ class PoseEstimation(L.LightningModule):
             metrics = box[0]
         self.last_metrics = metrics
         for name, value in metrics.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "AP", rank_zero_only=False)
+            self.log(f"{stage}/{name}", value, prog_bar=name in ("AP", "PCKh"), rank_zero_only=False)
 
     def evaluate(self, predictions: list[dict[str, Any]], stage: str) -> dict[str, float]:
-        """COCO keypoint AP of ``predictions`` against the evaluation dataset's ground truth."""
+        """COCO keypoint AP (COCO-format data) or PCKh@0.5 (MPII) of ``predictions``."""
         dataset = self._eval_dataset(stage)
+        if isinstance(dataset, MpiiKeypoints):
+            return self._evaluate_pckh(predictions, dataset)
         kept = rescore_and_nms(predictions, self.keypoints.sigmas or None, self.hparams.in_vis_thre,
                                self.hparams.oks_thre)
         results = to_coco_results(kept, category_id=dataset.category_id)
-        if self.hparams.results_dir:
-            out = Path(self.hparams.results_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = out / f"keypoints_{stage}_results.json.tmp"
-            tmp.write_text(json.dumps(results))
-            tmp.replace(out / f"keypoints_{stage}_results.json")
+        self._write_results(results, stage)
         return coco_keypoint_eval(dataset.coco, results, sigmas=self.keypoints.sigmas or None)
 
-    def _eval_dataset(self, stage: str) -> CocoKeypoints:
+    def _evaluate_pckh(self, predictions: list[dict[str, Any]], dataset: MpiiKeypoints) -> dict[str, float]:
+        """Official MPII protocol: one prediction per annotated person, PCKh against 0.6 x head diagonal."""
+        if dataset.headboxes is None:
+            raise ValueError("MPII evaluation needs head boxes: set data.val_headboxes (the official gt_valid.mat)")
+        n = len(dataset.records)
+        preds = np.zeros((n, self.keypoints.num_joints, 2))
+        for p in predictions:
+            preds[p["index"]] = p["keypoints"][:, :2]
+        gt = np.stack([r.joints for r in dataset.records])
+        visible = np.stack([r.joints_vis for r in dataset.records])
+        metrics = pckh(preds, gt, visible, headsize_from_boxes(dataset.headboxes), joint_names=self.keypoints.joint_names)
+        return {("PCKh" if k == "Mean" else k): v for k, v in metrics.items() if not np.isnan(v)}
+
+    def _write_results(self, results: list[dict[str, Any]], stage: str) -> None:
+        if not self.hparams.results_dir:
+            return
+        out = Path(self.hparams.results_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f"keypoints_{stage}_results.json.tmp"
+        tmp.write_text(json.dumps(results))
+        tmp.replace(out / f"keypoints_{stage}_results.json")
+
+    def _eval_dataset(self, stage: str) -> TopDownDataset:
         dm = self.trainer.datamodule
         dataset = dm.val_set if stage == "val" else dm.test_set
-        if not isinstance(dataset, CocoKeypoints):
-            raise TypeError(f"COCO evaluation needs a CocoKeypoints {stage} set, got {type(dataset).__name__}")
+        if not isinstance(dataset, (CocoKeypoints, MpiiKeypoints)):
+            raise TypeError(f"pose evaluation needs a CocoKeypoints or MpiiKeypoints {stage} set, "
+                            f"got {type(dataset).__name__}")
         return dataset
 
     def configure_optimizers(self) -> Any:
@@ -222,7 +243,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class PoseDataModule(L.LightningDataModule):
-    """COCO-format keypoint data (GT boxes for training; GT or detector boxes for evaluation).
+    """Keypoint data: ``dataset: coco`` (any COCO-format JSON; GT boxes for training, GT or detector
+    boxes for evaluation) or ``dataset: mpii`` (the official MPII JSON; PCKh needs ``*_headboxes``).
 
     ``input_size``, ``sigma``, ``unbiased``, ``keypoints``, ``use_joint_weights`` must equal the
     model's (the CLI links them).
@@ -230,6 +252,7 @@ class PoseDataModule(L.LightningDataModule):
 
     def __init__(
         self,
+        dataset: str = "coco",
         train_ann: str | None = None,
         train_images: str | None = None,
         val_ann: str | None = None,
@@ -238,6 +261,8 @@ class PoseDataModule(L.LightningDataModule):
         test_ann: str | None = None,
         test_images: str | None = None,
         test_boxes: str | None = None,
+        val_headboxes: str | None = None,
+        test_headboxes: str | None = None,
         box_score_threshold: float = 0.0,
         keypoints: str | dict[str, Any] = "coco",
         input_size: tuple[int, int] = (256, 192),
@@ -255,38 +280,41 @@ class PoseDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if dataset not in ("coco", "mpii"):
+            raise ValueError(f"data.dataset must be 'coco' or 'mpii', got {dataset!r}")
         self.save_hyperparameters()
         self.keypoints = resolve_keypoints(keypoints)
         codec = HeatmapCodec.from_spec(self.keypoints, input_size, sigma=sigma, unbiased=unbiased,
                                        use_joint_weights=use_joint_weights)
         self.encode = EncodeTargets(codec)
-        self.train_set: CocoKeypoints | None = None
-        self.val_set: CocoKeypoints | None = None
-        self.test_set: CocoKeypoints | None = None
+        self.train_set: TopDownDataset | None = None
+        self.val_set: TopDownDataset | None = None
+        self.test_set: TopDownDataset | None = None
 
     def _dataset(self, ann: str | None, images: str | None, train: bool, boxes: str | None = None,
-                 what: str = "") -> CocoKeypoints:
+                 headboxes: str | None = None, what: str = "") -> TopDownDataset:
         if not ann or not images:
             raise ValueError(f"data: {what}_ann and {what}_images are required for this stage")
         h = self.hparams
-        return CocoKeypoints(
-            ann_file=ann, img_dir=images, train=train, keypoints=self.keypoints, input_size=tuple(h.input_size),
-            boxes=boxes, box_score_threshold=h.box_score_threshold, scale_factor=h.scale_factor,
-            rotation_factor=h.rotation_factor, rotation_prob=h.rotation_prob, flip=h.flip,
-            half_body_prob=h.half_body_prob, seed=h.seed, sample_transform=self.encode if boxes is None else None,
-        )
+        common = dict(ann_file=ann, img_dir=images, train=train, keypoints=self.keypoints,
+                      input_size=tuple(h.input_size), scale_factor=h.scale_factor, rotation_factor=h.rotation_factor,
+                      rotation_prob=h.rotation_prob, flip=h.flip, half_body_prob=h.half_body_prob, seed=h.seed,
+                      sample_transform=self.encode if boxes is None else None)
+        if h.dataset == "coco":
+            return CocoKeypoints(**common, boxes=boxes, box_score_threshold=h.box_score_threshold)
+        return MpiiKeypoints(**common, headboxes=headboxes)
 
     def setup(self, stage: str) -> None:
         h = self.hparams
         if stage == "fit" and self.train_set is None:
             self.train_set = self._dataset(h.train_ann, h.train_images, True, what="train")
         if stage in ("fit", "validate") and self.val_set is None and h.val_ann:
-            self.val_set = self._dataset(h.val_ann, h.val_images, False, h.val_boxes, what="val")
+            self.val_set = self._dataset(h.val_ann, h.val_images, False, h.val_boxes, h.val_headboxes, what="val")
         if stage == "test" and self.test_set is None:
             self.test_set = self._dataset(h.test_ann or h.val_ann, h.test_images or h.val_images, False,
-                                          h.test_boxes, what="test")
+                                          h.test_boxes, h.test_headboxes or h.val_headboxes, what="test")
 
-    def _loader(self, dataset: CocoKeypoints, train: bool) -> DataLoader:
+    def _loader(self, dataset: TopDownDataset, train: bool) -> DataLoader:
         h = self.hparams
         return DataLoader(dataset, batch_size=h.batch_size if train else (h.eval_batch_size or h.batch_size),
                           shuffle=train, drop_last=train, num_workers=h.num_workers, collate_fn=collate,
