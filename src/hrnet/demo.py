@@ -69,6 +69,7 @@ def run_pose_demo(out: Path, cfg: DemoConfig = DemoConfig(), resume: bool = True
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from .tasks.common import write_atomic
     from .tasks.pose import PoseDataModule, PoseEstimation
     from .visualize import plot_curves, save_prediction_grid
 
@@ -98,7 +99,7 @@ def run_pose_demo(out: Path, cfg: DemoConfig = DemoConfig(), resume: bool = True
     metrics = dict(model.last_metrics)
     wall = time.perf_counter() - start
     summary = {**metrics, "wall_time_s": round(wall, 1), "precision": precision, "config": asdict(cfg)}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(out / "metrics.json", json.dumps(summary, indent=1))
     plot_curves(out / "logs" / "metrics.csv", out / "curves.png")
     save_prediction_grid(model, datamodule.val_set, out / "predictions.png")
     print(format_metrics(metrics, wall))

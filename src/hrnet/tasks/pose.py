@@ -22,6 +22,7 @@ from ..data.mpii import MpiiKeypoints
 from ..data.transforms import transform_preds
 from ..metrics.keypoints import coco_keypoint_eval, headsize_from_boxes, pckh, rescore_and_nms, to_coco_results
 from ..models import create_model, load_checkpoint
+from .common import collate, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +194,8 @@ class PoseEstimation(L.LightningModule):
         return {("PCKh" if k == "Mean" else k): v for k, v in metrics.items() if not np.isnan(v)}
 
     def _write_results(self, results: list[dict[str, Any]], stage: str) -> None:
-        if not self.hparams.results_dir:
-            return
-        out = Path(self.hparams.results_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f"keypoints_{stage}_results.json.tmp"
-        tmp.write_text(json.dumps(results))
-        tmp.replace(out / f"keypoints_{stage}_results.json")
+        if self.hparams.results_dir:
+            write_atomic(Path(self.hparams.results_dir) / f"keypoints_{stage}_results.json", json.dumps(results))
 
     def _eval_dataset(self, stage: str) -> TopDownDataset:
         dm = self.trainer.datamodule
@@ -231,15 +227,6 @@ class EncodeTargets:
         sample["target"] = torch.from_numpy(target)
         sample["target_weight"] = torch.from_numpy(weight).reshape(-1, 1)
         return sample
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; keep strings (file names) as lists."""
-    batch: dict[str, Any] = {}
-    for key, value in samples[0].items():
-        values = [s[key] for s in samples]
-        batch[key] = torch.stack(values) if isinstance(value, Tensor) else values
-    return batch
 
 
 class PoseDataModule(L.LightningDataModule):

@@ -20,6 +20,7 @@ from ..data.keypoints import KeypointSpec
 from ..data.transforms import box_to_center_scale, crop_image, normalize_image
 from ..models import create_model, get_preset
 from ..visualize import draw_skeleton
+from .common import read_hparams, write_atomic
 from .pose import heatmaps_to_image_keypoints, predict_heatmaps, resolve_keypoints
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,7 @@ class PosePredictor:
                         decode: str | None = None, flip_test: bool = True, device: str = "cpu") -> "PosePredictor":
         """Our Lightning checkpoints carry model name, keypoint set and input size; for official
         files (plain state dicts) pass ``model`` (and ``keypoints``/``input_size`` if not COCO 256x192)."""
-        hparams: dict[str, Any] = {}
-        path = Path(weights)
-        if path.suffix in (".ckpt", ".pth", ".pt", ".tar"):
-            try:
-                hparams = dict(torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {}))
-            except Exception:  # noqa: BLE001 - not a Lightning file: the loader below reports real problems
-                hparams = {}
+        hparams = read_hparams(weights)
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. pose_hrnet_w32)")
@@ -166,9 +161,7 @@ def run_prediction(source: Path, out: Path, predictor: PosePredictor, boxes: Box
         cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         results.append({"file": path.name, "persons": [_jsonable(p) for p in people]})
     target = out / "keypoints.json"
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"keypoints": list(predictor.keypoints.joint_names), "images": results}))
-    tmp.replace(target)
+    write_atomic(target, json.dumps({"keypoints": list(predictor.keypoints.joint_names), "images": results}))
     return target
 
 

@@ -1,0 +1,36 @@
+"""Pieces every task shares: batching, checkpoint metadata, atomic file writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors; keep everything else (file names, sizes) as lists."""
+    batch: dict[str, Any] = {}
+    for key, value in samples[0].items():
+        values = [s[key] for s in samples]
+        batch[key] = torch.stack(values) if isinstance(value, Tensor) else values
+    return batch
+
+
+def read_hparams(path: str | Path) -> dict[str, Any]:
+    """The ``hyper_parameters`` a Lightning checkpoint stores (model name, input size ...); ``{}``
+    for plain state-dict files or anything unreadable (the weights loader reports real problems)."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - see docstring
+        return {}
+    return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    tmp.replace(path)
