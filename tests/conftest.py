@@ -13,6 +13,7 @@ import torch
 
 from hrnet.models import HRNet, HRNetBackbone, HRNetSpec, StageSpec
 from hrnet.models.heads import ClassificationHead, HigherHead, PoseHead, V2Head
+from hrnet.models.ocr import OCRHead
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
@@ -67,6 +68,11 @@ def model_from_arch(arch: dict[str, Any]) -> HRNet:
     elif family in ("seg", "face"):
         k = head_spec["layers"][-1]["out_channels"]
         head = V2Head(ch, k, align_corners=bool(spec.align_corners), bn_momentum=spec.bn_momentum)
+    elif family == "seg_ocr":
+        distri = head_spec["ocr_distri_head"]
+        head = OCRHead(ch, head_spec["cls_head"]["out_channels"], mid_channels=head_spec["conv3x3_ocr"]["out_channels"],
+                       key_channels=distri["key_channels"], align_corners=head_spec["concat"]["align_corners"],
+                       bn_momentum=spec.bn_momentum)
     elif family == "higher":
         head = HigherHead(ch, head_spec["final_layers_1"]["out_channels"],
                           deconv_channels=head_spec["deconv"]["conv_transpose"]["out_channels"])

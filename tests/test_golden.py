@@ -8,7 +8,8 @@ import torch
 from conftest import golden_path, model_from_arch
 from hrnet.models import create_model, load_checkpoint
 
-GOLDEN_FILES = ["cls_tiny", "pose_tiny", "seg_tiny", "seg_v11_tiny", "face_tiny", "higher_tiny", "seg_hrnet_w18_small_v1"]
+GOLDEN_FILES = ["cls_tiny", "pose_tiny", "seg_tiny", "seg_v11_tiny", "seg_ocr_tiny", "face_tiny", "higher_tiny",
+                "seg_hrnet_w18_small_v1"]
 
 
 def _load(name: str) -> dict:

@@ -38,6 +38,8 @@ def _expected_shapes(name: str, h: int, w: int) -> list[tuple[int, ...]]:
         j = k["num_joints"]
         return [(1, 2 * j, _side(h, 4), _side(w, 4)), (1, j, 2 * _side(h, 4), 2 * _side(w, 4))]
     outputs = k.get("num_joints") or k.get("num_classes") or k.get("num_landmarks")
+    if name.endswith("_ocr"):  # HRNet-OCR: [aux logits, OCR logits], both at 1/4
+        return [(1, outputs, _side(h, 4), _side(w, 4))] * 2
     return [(1, outputs, _side(h, 4), _side(w, 4))]
 
 

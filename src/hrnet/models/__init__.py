@@ -3,11 +3,13 @@
 from .convert import CheckpointError, LoadReport, load_checkpoint, read_checkpoint, to_official
 from .heads import ClassificationHead, HigherHead, PoseHead, V2Head, V2pNeck, concat_upsampled
 from .hrnet import HRModule, HRNet, HRNetBackbone
+from .ocr import OCRHead
 from .presets import PRESETS, Preset, create_model, get_preset, list_models
 from .spec import HRNetSpec, StageSpec, derive_spec
 
 __all__ = [
     "PRESETS", "CheckpointError", "ClassificationHead", "HRModule", "HRNet", "HRNetBackbone", "HRNetSpec",
-    "HigherHead", "LoadReport", "PoseHead", "Preset", "StageSpec", "V2Head", "V2pNeck", "concat_upsampled",
-    "create_model", "derive_spec", "get_preset", "list_models", "load_checkpoint", "read_checkpoint", "to_official",
+    "HigherHead", "LoadReport", "OCRHead", "PoseHead", "Preset", "StageSpec", "V2Head", "V2pNeck",
+    "concat_upsampled", "create_model", "derive_spec", "get_preset", "list_models", "load_checkpoint",
+    "read_checkpoint", "to_official",
 ]

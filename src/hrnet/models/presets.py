@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .heads import ClassificationHead, HigherHead, PoseHead, V2Head
 from .hrnet import HRNet, HRNetBackbone
+from .ocr import OCRHead
 from .spec import HRNetSpec, derive_spec
 
 NEAREST: dict[str, Any] = {"upsample_mode": "nearest", "align_corners": None}
@@ -67,6 +68,11 @@ def _seg_head(in_channels: list[int], spec: HRNetSpec, num_classes: int = 19) ->
     return _v2_head(in_channels, spec, num_classes)
 
 
+def _seg_ocr_head(in_channels: list[int], spec: HRNetSpec, num_classes: int = 19) -> nn.Module:
+    """OCR with the official widths (MID_CHANNELS 512, KEY_CHANNELS 256, dropout 0.05)."""
+    return OCRHead(in_channels, num_classes, align_corners=bool(spec.align_corners), bn_momentum=spec.bn_momentum)
+
+
 def _face_head(in_channels: list[int], spec: HRNetSpec, num_landmarks: int = 98) -> nn.Module:
     return _v2_head(in_channels, spec, num_landmarks)
 
@@ -108,6 +114,12 @@ def _presets() -> dict[str, Preset]:
             "HRNet-Semantic-Segmentation"
         presets.append(Preset(name, "segmentation", spec, _seg_head, {"num_classes": 19}, (1024, 2048),
                               family="seg", source=source))
+    # HRNet-OCR branch: MODEL.ALIGN_CORNERS keeps its default True (the OCR yamls do not set it);
+    # BN momentum 0.1. Its init_weights skips the head (names with cls/aux/ocr): PyTorch defaults.
+    ocr_spec = derive_spec(48, **{**BILINEAR, "align_corners": True})
+    presets.append(Preset("seg_hrnet_w48_ocr", "segmentation", ocr_spec, _seg_ocr_head, {"num_classes": 19},
+                          (1024, 2048), init="normal_backbone", family="seg",
+                          source="HRNet-Semantic-Segmentation (OCR)"))
     face_spec = derive_spec(18, **BILINEAR, bn_momentum=0.01)
     presets.append(Preset("face_hrnet_w18", "face landmarks", face_spec, _face_head, {"num_landmarks": 98},
                           (256, 256), family="face", source="HRNet-Facial-Landmark-Detection"))
@@ -130,7 +142,11 @@ def get_preset(name: str) -> Preset:
 
 def init_weights(model: nn.Module, scheme: str) -> None:
     """Official initialisation: ``"normal"`` (pose, seg, face: conv weights N(0, 0.001), conv
-    biases 0) or ``"kaiming"`` (classification: He normal, fan_out); BN weight 1, bias 0."""
+    biases 0) or ``"kaiming"`` (classification: He normal, fan_out); BN weight 1, bias 0.
+    ``"normal_backbone"`` (HRNet-OCR) is ``"normal"`` on the backbone only; the head keeps
+    PyTorch's default initialisation, as the official OCR code leaves it."""
+    if scheme == "normal_backbone":
+        model, scheme = getattr(model, "backbone", model), "normal"
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             if scheme == "kaiming":
