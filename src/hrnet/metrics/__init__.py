@@ -1,5 +1,6 @@
 """Evaluation metrics."""
 
+from .segmentation import ConfusionMatrix, confusion_matrix, metrics_from_confusion
 from .keypoints import (
     COCO_STAT_NAMES,
     coco_keypoint_eval,
@@ -13,6 +14,9 @@ from .keypoints import (
 )
 
 __all__ = [
+    "ConfusionMatrix",
+    "confusion_matrix",
+    "metrics_from_confusion",
     "COCO_STAT_NAMES",
     "coco_keypoint_eval",
     "headsize_from_boxes",
