@@ -79,16 +79,25 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate a synthetic COCO-keypoints set, train a small pose model, evaluate with pycocotools."""
-    from .demo import DemoConfig, run_pose_demo
+    """Generate a synthetic dataset in a real format, train a small model, evaluate on held-out data."""
+    from .demo import PoseDemoConfig, SegDemoConfig, run_pose_demo, run_seg_demo
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("train_images", args.train_images)) if v is not None}
-    run_pose_demo(Path(args.out), DemoConfig(**overrides), resume=not args.fresh)
+    if args.task == "segmentation":
+        run_seg_demo(Path(args.out or "runs/demo_segmentation"), SegDemoConfig(**overrides), resume=not args.fresh)
+    else:
+        run_pose_demo(Path(args.out or "runs/demo"), PoseDemoConfig(**overrides), resume=not args.fresh)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Keypoints for an image, a folder of images or a video; JSON plus drawn pictures."""
+    """Pose keypoints or segmentation labels for an image, a folder of images or a video."""
+    from .models import get_preset
+    from .tasks.common import read_hparams
+
+    name = args.model or read_hparams(args.weights).get("model")
+    if name is not None and get_preset(name).task == "segmentation":
+        return _predict_segmentation(args)
     from .tasks.pose_inference import BoxesFile, PosePredictor, TorchvisionDetector, run_prediction
 
     predictor = PosePredictor.from_checkpoint(
@@ -103,6 +112,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         detector = TorchvisionDetector(args.detector, args.detector_weights, threshold, device=args.device)
     target = run_prediction(Path(args.source), Path(args.out), predictor, boxes, detector)
     print(f"wrote {target} and drawn copies in {args.out}")
+    return 0
+
+
+def _predict_segmentation(args: argparse.Namespace) -> int:
+    from .tasks.seg_predict import SegPredictor, run_seg_prediction
+
+    predictor = SegPredictor.from_checkpoint(
+        args.weights, model=args.model, num_classes=args.num_classes, mode=args.mode,
+        crop_size=tuple(args.crop) if args.crop else None, stride=tuple(args.stride) if args.stride else None,
+        scales=tuple(args.scales), flip=args.flip, device=args.device)
+    target = run_seg_prediction(Path(args.source), Path(args.out), predictor)
+    print(f"wrote {target}, label PNGs and overlays in {args.out}")
     return 0
 
 
@@ -126,14 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="official layout to write (default: that of the closest preset)")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("predict", help="pose keypoints for an image, a folder or a video")
-    p.add_argument("source", help="image file, folder of images, or video file")
+    p = sub.add_parser("predict", help="pose keypoints or segmentation labels for an image, a folder or a video")
+    p.add_argument("source", help="image file, folder of images, or video file (pose)")
     p.add_argument("--weights", required=True, help="checkpoint (ours, Lightning .ckpt, or official)")
-    p.add_argument("--model", help="preset name (read from our checkpoints when omitted)")
+    p.add_argument("--model", help="preset name (read from our checkpoints when omitted); picks the task")
+    p.add_argument("--num-classes", type=int, help="segmentation: classes of an official checkpoint (default 19)")
+    p.add_argument("--mode", choices=["whole", "slide"], default="whole", help="segmentation: inference mode")
+    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="segmentation: sliding-window size")
+    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="segmentation: sliding-window stride")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="segmentation: test scales")
+    p.add_argument("--flip", action="store_true", help="segmentation: flip test")
     p.add_argument("--keypoints", help="keypoint set: coco, mpii (default: from the checkpoint, else coco)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="model input size")
     p.add_argument("--decode", choices=["argmax", "dark"], help="heatmap decoding (default: from the checkpoint)")
-    p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--no-flip", action="store_true", help="pose: disable flip test")
     p.add_argument("--boxes", help="person boxes: COCO detection-results JSON (image_id or file_name, bbox, score)")
     p.add_argument("--detector", help="torchvision detection model name, e.g. fasterrcnn_resnet50_fpn")
     p.add_argument("--detector-weights", help="state dict for --detector")
@@ -142,10 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("demo", help="train and evaluate pose on a generated dataset (about 5 min on 2 CPU cores)")
-    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--epochs", type=int, help="training epochs (default 12)")
-    p.add_argument("--train-images", type=int, help="synthetic training images (default 1600)")
+    p = sub.add_parser("demo", help="train and evaluate on a generated dataset (about 5 min on 2 CPU cores)")
+    p.add_argument("--task", choices=["pose", "segmentation"], default="pose")
+    p.add_argument("--out", help="output folder (default: runs/demo, runs/demo_segmentation)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: pose 20, segmentation 20)")
+    p.add_argument("--train-images", type=int, help="synthetic training images (default: pose 1600, segmentation 400)")
     p.add_argument("--fresh", action="store_true", help="do not resume from OUT/checkpoints/last.ckpt")
     p.set_defaults(func=cmd_demo)
     return parser

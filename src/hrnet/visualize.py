@@ -67,8 +67,8 @@ def save_prediction_grid(task: Any, dataset: Any, path: Path, n: int = 12, cols:
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
-def plot_curves(metrics_csv: Path, path: Path) -> None:
-    """Training loss per step and validation AP per epoch from a Lightning CSVLogger file."""
+def plot_curves(metrics_csv: Path, path: Path, metric: str = "val/AP", loss_label: str = "heatmap MSE") -> None:
+    """Training loss per step and a validation metric per epoch from a Lightning CSVLogger file."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,14 +80,29 @@ def plot_curves(metrics_csv: Path, path: Path) -> None:
             if row.get("train/loss"):
                 loss_steps.append(int(row["step"]))
                 losses.append(float(row["train/loss"]))
-            if row.get("val/AP"):
+            if row.get(metric):
                 ap_epochs.append(int(row["epoch"]) + 1)
-                aps.append(float(row["val/AP"]))
+                aps.append(float(row[metric]))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     ax1.plot(loss_steps, losses)
-    ax1.set(xlabel="step", ylabel="heatmap MSE", title="training loss", yscale="log")
+    ax1.set(xlabel="step", ylabel=loss_label, title="training loss", yscale="log")
     ax2.plot(ap_epochs, aps, marker="o")
-    ax2.set(xlabel="epoch", ylabel="OKS AP", title="held-out AP (pycocotools)", ylim=(0, 1))
+    ax2.set(xlabel="epoch", ylabel=metric, title=f"held-out {metric}", ylim=(0, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+@torch.no_grad()
+def save_segmentation_grid(task: Any, dataset: Any, path: Path, n: int = 6) -> None:
+    """Rows of image | ground truth | prediction for the first ``n`` samples of a segmentation dataset."""
+    task.eval()
+    rows = []
+    for i in range(min(n, len(dataset))):
+        sample = dataset[i]
+        labels = task.predict_logits(sample["image"][None]).argmax(1)[0].numpy()
+        std = np.asarray(dataset.std, np.float32)[:, None, None]
+        mean = np.asarray(dataset.mean, np.float32)[:, None, None]
+        image = ((sample["image"].numpy() * std + mean).transpose(1, 2, 0) * 255).clip(0, 255).astype(np.uint8)
+        rows.append(np.concatenate([image, dataset.colorize(sample["mask"]), dataset.colorize(labels)], axis=1))
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
