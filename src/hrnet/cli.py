@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .models import PRESETS, CheckpointError, create_model, list_models, read_checkpoint, to_official
+from .models import PRESETS, CheckpointError, list_models, read_checkpoint, to_official
 from .models.complexity import model_complexity
 from .models.convert import guess_preset, to_ours
 

@@ -64,13 +64,37 @@ def make_pose_data(root: Path, cfg: PoseDemoConfig) -> dict[str, str]:
     return paths
 
 
-def run_pose_demo(out: Path, cfg: PoseDemoConfig = PoseDemoConfig(), resume: bool = True) -> dict[str, Any]:
-    """Generate data, train, evaluate; write metrics.json, predictions.png, curves.png into ``out``."""
+def fit_and_evaluate(out: Path, model: Any, datamodule: Any, cfg: Any, start: float, resume: bool,
+                     what: str) -> dict[str, Any]:
+    """Train on CPU (bf16 where native), resuming from ``out/checkpoints/last.ckpt``; make sure the
+    final weights were evaluated; write ``metrics.json`` atomically and return its content."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from .tasks.common import write_atomic
+
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if bf16_is_fast() else "32-true")
+    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="cpu", devices=1, precision=precision,
+                        logger=CSVLogger(out, name="logs", version=""),
+                        callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)],
+                        check_val_every_n_epoch=cfg.val_every, num_sanity_val_steps=0, log_every_n_steps=10,
+                        enable_model_summary=False)
+    last = out / "checkpoints" / "last.ckpt"
+    print(f"training {what} for {cfg.epochs} epochs ({precision}); resume: {resume and last.exists()}")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(last) if resume and last.exists() else None)
+    if trainer.current_epoch % cfg.val_every != 0 or not model.last_metrics:
+        trainer.validate(model, datamodule=datamodule, verbose=False)
+    summary = {**model.last_metrics, "wall_time_s": round(time.perf_counter() - start, 1), "precision": precision,
+               "config": asdict(cfg)}
+    write_atomic(out / "metrics.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def run_pose_demo(out: Path, cfg: PoseDemoConfig = PoseDemoConfig(), resume: bool = True) -> dict[str, Any]:
+    """Generate data, train, evaluate; write metrics.json, predictions.png, curves.png into ``out``."""
+    import lightning as L
+
     from .tasks.pose import PoseDataModule, PoseEstimation
     from .visualize import plot_curves, save_prediction_grid
 
@@ -79,28 +103,15 @@ def run_pose_demo(out: Path, cfg: PoseDemoConfig = PoseDemoConfig(), resume: boo
     data = make_pose_data(out / "data", cfg)
     print(f"data: {cfg.train_images} train / {cfg.val_images} held-out images in {out / 'data'} "
           f"({time.perf_counter() - start:.0f} s)")
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if bf16_is_fast() else "32-true")
     L.seed_everything(cfg.train_seed, verbose=False)
     model = PoseEstimation(model=cfg.model, input_size=cfg.input_size, sigma=cfg.sigma, decode=cfg.decode,
                            unbiased=cfg.unbiased, lr=cfg.lr, lr_steps=cfg.lr_steps, channels_last=True,
                            results_dir=str(out))
     datamodule = PoseDataModule(**data, input_size=cfg.input_size, sigma=cfg.sigma, unbiased=cfg.unbiased,
                                 batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.train_seed)
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)
-    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="cpu", devices=1, precision=precision,
-                        logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt],
-                        check_val_every_n_epoch=cfg.val_every, num_sanity_val_steps=0, log_every_n_steps=10,
-                        enable_model_summary=False)
-    last = out / "checkpoints" / "last.ckpt"
-    print(f"training {cfg.model} at {cfg.input_size[0]}x{cfg.input_size[1]} for {cfg.epochs} epochs "
-          f"({precision}); resume: {resume and last.exists()}")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=str(last) if resume and last.exists() else None)
-    if trainer.current_epoch % cfg.val_every != 0 or not model.last_metrics:
-        trainer.validate(model, datamodule=datamodule, verbose=False)
-    metrics = dict(model.last_metrics)
-    wall = time.perf_counter() - start
-    summary = {**metrics, "wall_time_s": round(wall, 1), "precision": precision, "config": asdict(cfg)}
-    write_atomic(out / "metrics.json", json.dumps(summary, indent=1))
+    summary = fit_and_evaluate(out, model, datamodule, cfg, start, resume,
+                               f"{cfg.model} at {cfg.input_size[0]}x{cfg.input_size[1]}")
+    metrics, wall = model.last_metrics, summary["wall_time_s"]
     plot_curves(out / "logs" / "metrics.csv", out / "curves.png")
     save_prediction_grid(model, datamodule.val_set, out / "predictions.png")
     print(format_metrics(metrics, wall))
@@ -156,10 +167,7 @@ def make_seg_data(root: Path, cfg: SegDemoConfig) -> None:
 def run_seg_demo(out: Path, cfg: SegDemoConfig = SegDemoConfig(), resume: bool = True) -> dict[str, Any]:
     """Generate street scenes, train, evaluate; write metrics.json, predictions.png, curves.png."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
-    from .tasks.common import write_atomic
     from .tasks.segmentation import SegDataModule, Segmentation
     from .visualize import plot_curves, save_segmentation_grid
 
@@ -168,7 +176,6 @@ def run_seg_demo(out: Path, cfg: SegDemoConfig = SegDemoConfig(), resume: bool =
     make_seg_data(out / "data", cfg)
     print(f"data: {cfg.train_images} train / {cfg.val_images} held-out street scenes in {out / 'data'} "
           f"(Cityscapes layout, {time.perf_counter() - start:.0f} s)")
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if bf16_is_fast() else "32-true")
     L.seed_everything(cfg.train_seed, verbose=False)
     model = Segmentation(model=cfg.model, optimizer=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
                          loss=cfg.loss, ohem_thresh=cfg.ohem_thresh, ohem_min_kept=cfg.ohem_min_kept,
@@ -177,21 +184,9 @@ def run_seg_demo(out: Path, cfg: SegDemoConfig = SegDemoConfig(), resume: bool =
                                base_size=max(cfg.image_size), scale_range=cfg.scale_range,
                                batch_size=cfg.batch_size, eval_batch_size=cfg.batch_size,
                                num_workers=cfg.num_workers, seed=cfg.train_seed)
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)
-    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="cpu", devices=1, precision=precision,
-                        logger=CSVLogger(out, name="logs", version=""), callbacks=[ckpt],
-                        check_val_every_n_epoch=cfg.val_every, num_sanity_val_steps=0, log_every_n_steps=10,
-                        enable_model_summary=False)
-    last = out / "checkpoints" / "last.ckpt"
-    print(f"training {cfg.model} on {cfg.crop_size[0]}x{cfg.crop_size[1]} crops for {cfg.epochs} epochs "
-          f"({precision}); resume: {resume and last.exists()}")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=str(last) if resume and last.exists() else None)
-    if trainer.current_epoch % cfg.val_every != 0 or not model.last_metrics:
-        trainer.validate(model, datamodule=datamodule, verbose=False)
-    metrics = dict(model.last_metrics)
-    wall = time.perf_counter() - start
-    summary = {**metrics, "wall_time_s": round(wall, 1), "precision": precision, "config": asdict(cfg)}
-    write_atomic(out / "metrics.json", json.dumps(summary, indent=1))
+    summary = fit_and_evaluate(out, model, datamodule, cfg, start, resume,
+                               f"{cfg.model} on {cfg.crop_size[0]}x{cfg.crop_size[1]} crops")
+    metrics, wall = model.last_metrics, summary["wall_time_s"]
     plot_curves(out / "logs" / "metrics.csv", out / "curves.png", metric="val/mIoU", loss_label="cross-entropy")
     save_segmentation_grid(model, datamodule.val_set, out / "predictions.png")
     present = {k.removeprefix("IoU/"): v for k, v in metrics.items() if k.startswith("IoU/")}

@@ -376,7 +376,6 @@ class _Scene:
     def _facade_pixels(self, pix, Z, Yw, U, top, seg_id, params):
         """Colour of facade pixels from per-segment parameters. ``pix`` = (rows, cols) of the pixels,
         U: along-facade coordinate (m)."""
-        r, d = self.rng, self.d
         n = Z.shape[0]
         leaf_field, fine_field = self._noise_fields()
         leafv, finev = leaf_field[pix], fine_field[pix]
@@ -572,7 +571,7 @@ class _Scene:
                  _hsv(0.15, 0.05, 0.92), CAR, noise=3)
 
     def person(self, X: float, Z: float):
-        r, cv, cam, d = self.rng, self.cv, self.cam, self.d
+        r, cv, cam = self.rng, self.cv, self.cam
         hgt = r.uniform(1.5, 1.9)
         s = cam.ppm(Z)
         if s * hgt < 6:
