@@ -40,14 +40,6 @@ class PoseDemoConfig:
     precision: str = "auto"
 
 
-def bf16_is_fast() -> bool:
-    """True where the CPU has native bf16 matmul (AMX or AVX-512-BF16), so bf16 autocast pays off."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def make_pose_data(root: Path, cfg: PoseDemoConfig) -> dict[str, str]:
     """Train and held-out splits in COCO layout (different seeds); reused when already on disk."""
     from .data.synthetic import make_synthetic_coco_keypoints
@@ -74,7 +66,10 @@ def fit_and_evaluate(out: Path, model: Any, datamodule: Any, cfg: Any, start: fl
 
     from .tasks.common import write_atomic
 
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if bf16_is_fast() else "32-true")
+    from .inference import bf16_supported
+
+    native_bf16 = bf16_supported(torch.device("cpu"))
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if native_bf16 else "32-true")
     trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="cpu", devices=1, precision=precision,
                         logger=CSVLogger(out, name="logs", version=""),
                         callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)],

@@ -1,0 +1,269 @@
+"""Fast inference: fold BatchNorm into convolutions, channels_last, bf16 autocast, torch.compile.
+
+:func:`prepare` turns any model of this library (``create_model(...)``, with or without weights)
+into a module for inference whose outputs mean the same as the original's::
+
+    model = hrnet.create_model("seg_hrnet_w48_ocr", "weights.pth")
+    fast = prepare(model, precision="bf16", compile=True)
+    with torch.inference_mode():
+        logits = fast(images)  # float32, same structure as model(images)
+
+The original model is never modified: :func:`fold_batchnorm` works on a deep copy. The returned
+:class:`InferenceModel` is in eval mode, its parameters do not require grad, and it is meant to be
+called under :func:`torch.inference_mode` (or ``torch.no_grad``); calling ``.train()`` on it makes
+no sense, the BatchNorms are gone.
+
+What is folded (by module structure, no tracing):
+
+* ``convN`` / ``bnN`` attribute pairs (N = 1, 2, 3) of :class:`~hrnet.models.blocks.BasicBlock`,
+  :class:`~hrnet.models.blocks.Bottleneck` and the :class:`~hrnet.models.hrnet.HRNetBackbone`
+  stem, whose forwards apply ``bnN(convN(x))`` directly (see :data:`ATTRIBUTE_PAIRS`);
+* in a plain :class:`torch.nn.Sequential`, a ``Conv2d`` immediately followed by a
+  ``BatchNorm2d`` (shortcuts, fusion paths, transitions, ``last_layer``, the classification
+  head, OCR's ``conv3x3_ocr`` / ``aux_head``), and a ``Conv2d`` followed by a nested
+  ``Sequential`` whose *first* child is a ``BatchNorm2d`` (OCR's ``[conv, Sequential(BN, ReLU)]``
+  in ``ocr_distri_head``): the nested BN becomes ``Identity``;
+* a ``ConvTranspose2d`` (``groups == 1``) followed by a ``BatchNorm2d`` in a ``Sequential``
+  (HigherHRNet's deconvolution).
+
+Not folded: a BatchNorm2d without running statistics (``track_running_stats=False``, it
+normalises by batch statistics even in eval), grouped transposed convolutions, and any
+conv/BN pair of a user module that is not in :data:`ATTRIBUTE_PAIRS` or a plain ``Sequential``
+(those are left as they are; the result is still correct, just not folded).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .models.blocks import BasicBlock, Bottleneck
+from .models.hrnet import HRNetBackbone
+
+logger = logging.getLogger("hrnet.inference")
+
+PRECISIONS = ("fp32", "bf16")
+
+ATTRIBUTE_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
+    BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
+    Bottleneck: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
+    HRNetBackbone: (("conv1", "bn1"), ("conv2", "bn2")),
+}
+"""Classes whose forward computes ``bn(conv(x))`` for these attribute pairs (subclasses included)."""
+
+
+def _foldable_bn(bn: nn.Module) -> bool:
+    return isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None and bn.running_var is not None
+
+
+def _fold_into(conv: nn.Module, bn: nn.BatchNorm2d) -> bool:
+    """Fold eval-mode ``bn`` into ``conv`` in place; ``False`` (nothing changed) if unsupported.
+
+    With s = gamma / sqrt(var + eps): W' = W * s (per output channel), b' = (b - mean) * s + beta.
+    Computed in float64, stored in the conv's dtype.
+    """
+    if not _foldable_bn(bn):
+        return False
+    if isinstance(conv, nn.Conv2d):
+        out_dim = 0
+    elif isinstance(conv, nn.ConvTranspose2d) and conv.groups == 1:
+        out_dim = 1  # ConvTranspose2d weight: (in, out, kH, kW)
+    else:
+        return False
+    weight = conv.weight
+    if weight.shape[out_dim] != bn.num_features:
+        return False
+    with torch.no_grad():
+        w = weight.double()
+        mean, var = bn.running_mean.double(), bn.running_var.double()
+        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(mean)
+        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
+        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(mean)
+        scale = gamma / torch.sqrt(var + bn.eps)
+        shape = [1] * w.dim()
+        shape[out_dim] = -1
+        new_w = (w * scale.reshape(shape)).to(weight.dtype)
+        new_b = ((bias - mean) * scale + beta).to(weight.dtype)
+    conv.weight = nn.Parameter(new_w, requires_grad=False)
+    conv.bias = nn.Parameter(new_b, requires_grad=False)
+    return True
+
+
+def _is_plain_sequential(module: nn.Module) -> bool:
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def _fold_sequential(seq: nn.Sequential) -> int:
+    folded = 0
+    names = list(seq._modules)
+    for first, second in zip(names, names[1:]):
+        conv, nxt = seq._modules[first], seq._modules[second]
+        if not isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)):
+            continue
+        if isinstance(nxt, nn.BatchNorm2d):
+            if _fold_into(conv, nxt):
+                setattr(seq, second, nn.Identity())
+                folded += 1
+        elif _is_plain_sequential(nxt) and len(nxt) > 0 and isinstance(nxt[0], nn.BatchNorm2d):
+            inner = next(iter(nxt._modules))
+            if _fold_into(conv, nxt._modules[inner]):
+                setattr(nxt, inner, nn.Identity())
+                folded += 1
+    return folded
+
+
+def _fold_attributes(module: nn.Module) -> int:
+    folded = 0
+    for cls, pairs in ATTRIBUTE_PAIRS.items():
+        if not isinstance(module, cls):
+            continue
+        for conv_name, bn_name in pairs:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and _fold_into(conv, bn):
+                setattr(module, bn_name, nn.Identity())
+                folded += 1
+    return folded
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with every foldable conv + BN pair folded.
+
+    Eval-mode outputs are unchanged (up to float rounding). The copy is for inference only: its
+    state dict no longer matches the checkpoint format (BN entries are gone, convs gain biases)
+    and training it would train a different network. See the module docstring for what is folded.
+    """
+    folded_model = copy.deepcopy(model).eval()
+    count = 0
+    for module in list(folded_model.modules()):
+        count += _fold_attributes(module)
+        if _is_plain_sequential(module):
+            count += _fold_sequential(module)
+    folded_model.requires_grad_(False)
+    left = sum(isinstance(m, nn.BatchNorm2d) for m in folded_model.modules())
+    logger.debug("fold_batchnorm: folded %d BatchNorm2d, %d left", count, left)
+    return folded_model
+
+
+def count_batchnorm(model: nn.Module) -> int:
+    """Number of :class:`torch.nn.BatchNorm2d` modules left in ``model``."""
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively on ``device`` (CUDA with bf16, or a CPU with
+    AVX512-BF16 / AMX as oneDNN reports it)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def _to_output(value: Any, to_float: bool) -> Any:
+    """Outputs back to float32 (if autocast ran) and the default contiguous layout, keeping the
+    structure (tensor, list, tuple, dict)."""
+    if isinstance(value, Tensor):
+        if to_float and value.is_floating_point():
+            value = value.float()
+        return value.contiguous()
+    if isinstance(value, Mapping):
+        return type(value)((k, _to_output(v, to_float)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        items = [_to_output(v, to_float) for v in value]
+        return type(value)(items) if not hasattr(value, "_fields") else type(value)(*items)
+    return value
+
+
+class InferenceModel(nn.Module):
+    """Runs a prepared model: channels_last input, optional bf16 autocast, float32 outputs.
+
+    Attributes: ``model`` (the folded model), ``precision`` (``"fp32"`` or ``"bf16"``, the path
+    actually taken), ``channels_last``, ``compiled``, ``device_type``. Outputs have the original
+    model's structure, dtype float32 and the default (contiguous) memory format.
+    """
+
+    def __init__(self, model: nn.Module, precision: str, channels_last: bool, device_type: str) -> None:
+        super().__init__()
+        self.model = model
+        self.precision = precision
+        self.channels_last = channels_last
+        self.device_type = device_type
+        self.compiled = False
+        if hasattr(model, "preset"):
+            self.preset = model.preset
+
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.channels_last and isinstance(x, Tensor) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.precision == "bf16":
+            with torch.autocast(self.device_type, dtype=torch.bfloat16):
+                out = self.model(x, *args, **kwargs)
+            return _to_output(out, to_float=True)
+        return _to_output(self.model(x, *args, **kwargs), to_float=False)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def prepare(
+    model: nn.Module,
+    precision: str = "fp32",
+    compile: bool = False,
+    channels_last: bool = True,
+    compile_options: Mapping[str, Any] | None = None,
+) -> InferenceModel:
+    """A fast-inference version of ``model`` with the same outputs' meaning.
+
+    1. :func:`fold_batchnorm` (a deep copy; ``model`` is left untouched);
+    2. ``channels_last``: the copy's weights and every 4-D input in NHWC memory format;
+    3. ``precision="bf16"``: run under ``torch.autocast(device, torch.bfloat16)`` when the device
+       supports bf16 natively (:func:`bf16_supported`), otherwise fall back to fp32 with a
+       warning on the ``hrnet.inference`` logger; outputs are float32 either way. The path taken
+       is ``result.precision``;
+    4. ``compile=True``: ``torch.compile`` (inductor) of the whole wrapper with inductor
+       *freezing* on (weights become constants, conv + BN leftovers and weight packing are
+       constant-folded; it only applies when called without grad, i.e. under
+       ``torch.inference_mode()``). ``compile_options`` are extra inductor options. The first
+       call compiles (slow); later calls with new input shapes may recompile.
+
+    The result is in eval mode; call it under ``torch.inference_mode()``.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"prepare: precision must be one of {PRECISIONS}, got {precision!r}")
+    folded = fold_batchnorm(model)
+    device = _device_of(folded)
+    chosen = precision
+    if precision == "bf16":
+        if bf16_supported(device):
+            logger.info("prepare: bf16 autocast on %s (native bf16 support), float32 outputs", device.type)
+        else:
+            chosen = "fp32"
+            logger.warning(
+                "prepare: bf16 requested but %s has no native bf16 support; falling back to fp32", device
+            )
+    if channels_last:
+        folded = folded.to(memory_format=torch.channels_last)
+    wrapper = InferenceModel(folded, chosen, channels_last, device.type).eval()
+    if compile:
+        options = {"freezing": True, **(compile_options or {})}
+        wrapper.compile(backend="inductor", options=options)
+        wrapper.compiled = True
+    return wrapper
+
+
+__all__ = [
+    "ATTRIBUTE_PAIRS", "InferenceModel", "bf16_supported", "count_batchnorm", "fold_batchnorm", "prepare",
+]
