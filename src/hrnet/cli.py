@@ -1,4 +1,4 @@
-"""The ``hrnet`` command line: ``models``, ``convert``, ``demo``."""
+"""The ``hrnet`` command line: ``models``, ``convert``, ``demo``, ``export``."""
 
 from __future__ import annotations
 
@@ -127,6 +127,47 @@ def _predict_segmentation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint to ONNX and check onnxruntime against PyTorch on a random input."""
+    from .export import OnnxModel, export_onnx, max_abs_diff
+    from .models import create_model, get_preset
+    from .tasks.common import read_hparams
+
+    weights = Path(args.weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {weights}")
+    hparams = read_hparams(weights)
+    name = args.model or hparams.get("model")
+    if name is None:
+        raise ValueError(f"{weights}: no model name stored in the checkpoint; pass it, e.g. "
+                         "hrnet export onnx pose_hrnet_w32 --weights CKPT")
+    preset = get_preset(name)
+    accepted = preset.head_args()
+    head: dict[str, int] = {}
+    for arg in ("num_classes", "num_joints", "num_landmarks"):
+        value = getattr(args, arg)
+        if value is not None:
+            if arg not in accepted:
+                raise ValueError(f"--{arg.replace('_', '-')} does not apply to {name} (it takes {accepted})")
+            head[arg] = value
+    if "num_classes" in accepted and "num_classes" not in head and "num_classes" in hparams:
+        head["num_classes"] = int(hparams["num_classes"])
+    if "num_joints" in accepted and "num_joints" not in head and "keypoints" in hparams:
+        from .tasks.pose import resolve_keypoints
+
+        head["num_joints"] = resolve_keypoints(hparams["keypoints"]).num_joints
+    size = tuple(args.input_size or hparams.get("input_size") or preset.input_size)
+    model = create_model(name, weights=weights, **head).eval()
+    out = Path(args.out or weights.with_suffix(".onnx"))
+    export_onnx(model, out, input_size=size, dynamic_hw=not args.static, opset=args.opset)
+    onnx_model = OnnxModel(out)
+    kind = "dynamic" if onnx_model.metadata.get("dynamic_hw") == "true" else f"static {size[0]}x{size[1]}"
+    diff, scale = max_abs_diff(model, onnx_model, torch.randn(1, 3, *size))
+    print(f"wrote {out} ({name}, input {size[0]}x{size[1]}, dynamic batch, {kind} H/W)")
+    print(f"max abs diff onnxruntime vs PyTorch: {diff:.3g} (max abs output {scale:.3g})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrnet", description="HRNet models, checkpoints and pipelines.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -176,6 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, help="synthetic training images (default: pose 1600, segmentation 400)")
     p.add_argument("--fresh", action="store_true", help="do not resume from OUT/checkpoints/last.ckpt")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch with onnxruntime)")
+    p.add_argument("format", choices=["onnx"], help="output format")
+    p.add_argument("model", nargs="?", help="preset name (read from our checkpoints when omitted)")
+    p.add_argument("--weights", required=True, help="checkpoint (ours, Lightning .ckpt, or official)")
+    p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx)")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="example input size (default: from the checkpoint, else the preset's)")
+    p.add_argument("--num-classes", type=int, help="classification/segmentation classes")
+    p.add_argument("--num-joints", type=int, help="pose keypoints")
+    p.add_argument("--num-landmarks", type=int, help="face landmarks")
+    p.add_argument("--static", action="store_true", help="fixed height and width (the batch axis stays dynamic)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
