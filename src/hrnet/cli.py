@@ -95,7 +95,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .models import get_preset
     from .tasks.common import read_hparams
 
-    name = args.model or read_hparams(args.weights).get("model")
+    is_onnx = Path(args.weights).suffix == ".onnx"
+    if (args.backend == "onnxruntime") != is_onnx:
+        raise ValueError(f"--backend {args.backend} with --weights {args.weights}: onnxruntime runs .onnx files "
+                         "(made by `hrnet export onnx`), torch runs checkpoints")
+    if is_onnx:
+        from .tasks.pose_inference import load_onnx
+
+        name = args.model or load_onnx(args.weights).preset
+    else:
+        name = args.model or read_hparams(args.weights).get("model")
     if name is not None and get_preset(name).task == "segmentation":
         return _predict_segmentation(args)
     from .tasks.pose_inference import BoxesFile, PosePredictor, TorchvisionDetector, run_prediction
@@ -206,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", help="torchvision detection model name, e.g. fasterrcnn_resnet50_fpn")
     p.add_argument("--detector-weights", help="state dict for --detector")
     p.add_argument("--box-threshold", type=float, help="minimum box score (default: 0 for --boxes, 0.5 for --detector)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="onnxruntime: --weights is an .onnx file from `hrnet export onnx`")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
     p.set_defaults(func=cmd_predict)

@@ -46,8 +46,10 @@ class PosePredictor:
                         keypoints: str | dict[str, Any] | None = None, input_size: Sequence[int] | None = None,
                         decode: str | None = None, flip_test: bool = True, device: str = "cpu") -> "PosePredictor":
         """Our Lightning checkpoints carry model name, keypoint set and input size; for official
-        files (plain state dicts) pass ``model`` (and ``keypoints``/``input_size`` if not COCO 256x192)."""
-        hparams = read_hparams(weights)
+        files (plain state dicts) pass ``model`` (and ``keypoints``/``input_size`` if not COCO 256x192).
+        An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime."""
+        onnx = load_onnx(weights)
+        hparams = read_hparams(weights) if onnx is None else {"model": onnx.preset, "input_size": onnx.input_size}
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. pose_hrnet_w32)")
@@ -55,7 +57,7 @@ class PosePredictor:
         size = tuple(input_size or hparams.get("input_size") or get_preset(name).input_size)
         codec = HeatmapCodec.from_spec(spec, size, sigma=hparams.get("sigma", 2.0),
                                        decode=decode or hparams.get("decode", "argmax"))
-        net = create_model(name, weights=weights, num_joints=spec.num_joints)
+        net = onnx if onnx is not None else create_model(name, weights=weights, num_joints=spec.num_joints)
         return cls(net, spec, codec, flip_test, device)
 
     @torch.no_grad()
@@ -128,6 +130,15 @@ class TorchvisionDetector:
         keep = (det["labels"] == self.person_label) & (det["scores"] >= self.threshold)
         return [(float(x1), float(y1), float(x2 - x1), float(y2 - y1), float(s))
                 for (x1, y1, x2, y2), s in zip(det["boxes"][keep].tolist(), det["scores"][keep].tolist())]
+
+
+def load_onnx(weights: str | Path) -> Any:
+    """An onnxruntime-backed model for ``.onnx`` files, else ``None`` (PyTorch checkpoints)."""
+    if Path(weights).suffix != ".onnx":
+        return None
+    from ..export import OnnxModel
+
+    return OnnxModel(weights)
 
 
 def _jsonable(person: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from torch import nn
 from ..data.coco_keypoints import read_image
 from ..data.segmentation import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ..data.transforms import normalize_image
-from ..models import create_model
+from ..models import create_model, get_preset
 from .common import read_hparams, write_atomic
-from .pose_inference import iter_inputs
+from .pose_inference import iter_inputs, load_onnx
 from .seg_inference import predict_logits
 
 
@@ -33,7 +33,8 @@ def make_palette(num_classes: int) -> np.ndarray:
 class SegPredictor:
     """A segmentation model with its test-time settings: ``predictor(image_rgb)`` -> (H, W) labels."""
 
-    def __init__(self, model: nn.Module, num_classes: int, class_names: Sequence[str], *, mode: str = "whole",
+    def __init__(self, model: nn.Module, num_classes: int, class_names: Sequence[str], *, align_corners: bool,
+                 mode: str = "whole",
                  crop_size: tuple[int, int] | None = None, stride: tuple[int, int] | None = None,
                  scales: Sequence[float] = (1.0,), flip: bool = False, device: str = "cpu") -> None:
         self.model = model.eval().to(device)
@@ -41,22 +42,23 @@ class SegPredictor:
         self.class_names = list(class_names)
         self.palette = make_palette(num_classes)
         self.settings = dict(mode=mode, crop_size=crop_size, stride=stride, scales=tuple(scales), flip=flip,
-                             align_corners=bool(model.backbone.spec.align_corners))
+                             align_corners=align_corners)
         self.device = device
 
     @classmethod
     def from_checkpoint(cls, weights: str | Path, model: str | None = None, num_classes: int | None = None,
                         **settings: Any) -> "SegPredictor":
         """Our Lightning checkpoints carry the preset and classes; official files need ``model``
-        (and ``num_classes`` when not 19)."""
-        hparams = read_hparams(weights)
+        (and ``num_classes`` when not 19). An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime."""
+        onnx = load_onnx(weights)
+        hparams = read_hparams(weights) if onnx is None else {"model": onnx.preset}
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. seg_hrnet_w48)")
         k = num_classes or hparams.get("num_classes", 19)
         names = hparams.get("class_names") or (CITYSCAPES_CLASSES if k == 19 else [f"class_{i}" for i in range(k)])
-        net = create_model(name, weights=weights, num_classes=k)
-        return cls(net, k, names, **settings)
+        net = onnx if onnx is not None else create_model(name, weights=weights, num_classes=k)
+        return cls(net, k, names, align_corners=bool(get_preset(name).spec.align_corners), **settings)
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> np.ndarray:
