@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup test demo models clean
+.PHONY: setup test demo models bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ demo: setup
 
 models: setup
 	$(VENV)/bin/hrnet models
+
+# Inference speed against timm (installs timm, the peer); see benchmarks/inference.py.
+bench: setup
+	$(PIP) install -e ".[bench]"
+	$(PY) benchmarks/inference.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -1,0 +1,108 @@
+"""Inference speed, side by side on the same weights and inputs: timm's HRNet (the peer a user would
+pick, eager fp32, features only) against ours in every `hrnet.inference.prepare` mode.
+
+    python benchmarks/inference.py [--quick] [--no-compile]
+
+For each workload it prints ms/image, images/s, the speed-up over timm and the fraction of this
+machine's GEMM peak (fp32 and bf16 peaks measured in the same run with large matmuls) that each mode
+reaches, counting 2 x the model's multiply-adds as its FLOPs. Needs ``pip install timm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+from hrnet import create_model
+from hrnet.inference import bf16_supported, prepare
+from hrnet.models.complexity import count_macs
+
+
+def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """Achieved FLOP/s of an n x n x n matmul in ``dtype`` (best of ``repeats``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(fn: Callable[[torch.Tensor], object], x: torch.Tensor, seconds: float) -> float:
+    """Median seconds per call after warm-up, over at least 3 calls or ``seconds``."""
+    with torch.inference_mode():
+        for _ in range(2):
+            fn(x)
+        times: list[float] = []
+        while len(times) < 3 or sum(times) < seconds:
+            times.append(_timed(lambda: fn(x)))
+    return sorted(times)[len(times) // 2]
+
+
+def timm_peer(preset: str, ours: torch.nn.Module) -> torch.nn.Module:
+    """timm's features-only HRNet of the same width carrying our backbone's weights (timm keeps every
+    fusion of the last module, which the pose backbone drops: those stay at timm's init)."""
+    import timm
+
+    from hrnet.models.convert import to_official
+
+    width = {"pose_hrnet_w32": "hrnet_w32", "seg_hrnet_w48": "hrnet_w48"}[preset]
+    peer = timm.create_model(width, pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4))
+    _, unexpected = peer.load_state_dict(to_official(ours.backbone.state_dict(), "cls"), strict=False)
+    assert not unexpected, unexpected[:5]
+    return peer.eval()
+
+
+def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds: float) -> list[tuple[str, float]]:
+    torch.manual_seed(0)
+    ours = create_model(preset).eval()
+    x = torch.randn(batch, 3, *size)
+    rows = [("timm eager fp32 (features)", measure(timm_peer(preset, ours), x, seconds)),
+            ("ours eager fp32", measure(ours, x, seconds)),
+            ("ours prepare fp32", measure(prepare(ours, "fp32"), x, seconds))]
+    if bf16_supported(torch.device("cpu")):
+        rows.append(("ours prepare bf16", measure(prepare(ours, "bf16"), x, seconds)))
+    if compile_:
+        rows.append(("ours prepare fp32 + compile", measure(prepare(ours, "fp32", compile=True), x, seconds)))
+        if bf16_supported(torch.device("cpu")):
+            rows.append(("ours prepare bf16 + compile", measure(prepare(ours, "bf16", compile=True), x, seconds)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="pose only, shorter timings")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes")
+    parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per mode")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    peak32, peak16 = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
+    print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}; GEMM peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s")
+    workloads = [("pose_hrnet_w32", (256, 192), 1), ("pose_hrnet_w32", (256, 192), 8)]
+    if not args.quick:
+        workloads.append(("seg_hrnet_w48", (512, 1024), 1))
+    print("| model | input | batch | mode | ms/image | images/s | x timm | % of GEMM peak |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for preset, size, batch in workloads:
+        with torch.device("meta"):
+            flops = 2 * count_macs(create_model(preset), size)
+        rows = run(preset, size, batch, not args.no_compile, args.seconds)
+        base = rows[0][1]
+        for mode, sec in rows:
+            peak = peak16 if "bf16" in mode else peak32
+            print(f"| {preset} | {size[0]}x{size[1]} | {batch} | {mode} | {sec / batch * 1000:.1f} | "
+                  f"{batch / sec:.2f} | {base / sec:.2f} | {100 * flops * batch / sec / peak:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
