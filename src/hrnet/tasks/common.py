@@ -34,3 +34,26 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     tmp.replace(path)
+
+
+class EvaluationHooks:
+    """Lightning hooks shared by the task modules: validation and test batches go to
+    ``_evaluate_batch(batch)``, epoch ends to ``_finish_evaluation(stage)``, and the training set
+    learns the epoch so its seeded augmentation differs per epoch and resumes exactly."""
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
+
+    def on_train_epoch_start(self) -> None:
+        dataset = getattr(self.trainer.datamodule, "train_set", None)
+        if dataset is not None:
+            dataset.set_epoch(self.current_epoch)

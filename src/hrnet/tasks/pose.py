@@ -22,7 +22,7 @@ from ..data.mpii import MpiiKeypoints
 from ..data.transforms import transform_preds
 from ..metrics.keypoints import coco_keypoint_eval, headsize_from_boxes, pckh, rescore_and_nms, to_coco_results
 from ..models import create_model, load_checkpoint
-from .common import collate, write_atomic
+from .common import EvaluationHooks, collate, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def heatmaps_to_image_keypoints(codec: HeatmapCodec, heatmaps: Tensor, centers: 
     return out
 
 
-class PoseEstimation(L.LightningModule):
+class PoseEstimation(EvaluationHooks, L.LightningModule):
     """HRNetV1 top-down pose: MSE on Gaussian heatmaps with joint weights; flip-test evaluation.
 
     Args:
@@ -139,18 +139,6 @@ class PoseEstimation(L.LightningModule):
                 "area": float(batch["area"][i]), "index": int(batch["index"][i]),
             })
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
-
     def _finish_evaluation(self, stage: str) -> None:
         """Gather predictions from every rank, OKS-NMS + rescoring, pycocotools on rank 0."""
         preds, self._predictions = self._predictions, []
@@ -209,11 +197,6 @@ class PoseEstimation(L.LightningModule):
         opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(self.hparams.lr_steps), self.hparams.lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-    def on_train_epoch_start(self) -> None:
-        dataset = getattr(self.trainer.datamodule, "train_set", None)
-        if dataset is not None:
-            dataset.set_epoch(self.current_epoch)
 
 
 class EncodeTargets:

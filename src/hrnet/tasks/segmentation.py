@@ -19,13 +19,13 @@ from ..data.segmentation import (
 from ..losses import CITYSCAPES_CLASS_WEIGHTS, CrossEntropy, OhemCrossEntropy
 from ..metrics.segmentation import ConfusionMatrix
 from ..models import OCRHead, create_model, load_checkpoint
-from .common import collate
+from .common import EvaluationHooks, collate
 from .seg_inference import predict_logits
 
 log = logging.getLogger(__name__)
 
 
-class Segmentation(L.LightningModule):
+class Segmentation(EvaluationHooks, L.LightningModule):
     """HRNetV2 / HRNet-OCR semantic segmentation.
 
     Args:
@@ -138,18 +138,6 @@ class Segmentation(L.LightningModule):
         logits = self.predict_logits(batch["image"])
         self.confusion.update(logits.argmax(1), batch["mask"])
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
-
     def evaluate(self) -> dict[str, float]:
         """Sum the confusion matrices of every rank, then mIoU / accuracies / per-class IoU; reset."""
         self.confusion.all_reduce()
@@ -175,11 +163,6 @@ class Segmentation(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         poly = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1 - step / total) ** h.poly_power)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": poly, "interval": "step"}}
-
-    def on_train_epoch_start(self) -> None:
-        dataset = getattr(self.trainer.datamodule, "train_set", None)
-        if dataset is not None:
-            dataset.set_epoch(self.current_epoch)
 
 
 class SegDataModule(L.LightningDataModule):
