@@ -80,7 +80,8 @@ def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="pose only, shorter timings")
+    parser.add_argument("--quick", action="store_true", help="pose only")
+    parser.add_argument("--only", choices=["pose", "seg"], help="run only the pose or the segmentation workloads")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes")
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per mode")
     args = parser.parse_args()
@@ -91,6 +92,8 @@ def main() -> None:
     workloads = [("pose_hrnet_w32", (256, 192), 1), ("pose_hrnet_w32", (256, 192), 8)]
     if not args.quick:
         workloads.append(("seg_hrnet_w48", (512, 1024), 1))
+    if args.only:
+        workloads = [w for w in workloads if w[0].startswith(args.only)]
     print("| model | input | batch | mode | ms/image | images/s | x timm | % of GEMM peak |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for preset, size, batch in workloads:
