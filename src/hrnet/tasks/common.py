@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -57,3 +60,19 @@ class EvaluationHooks:
         dataset = getattr(self.trainer.datamodule, "train_set", None)
         if dataset is not None:
             dataset.set_epoch(self.current_epoch)
+
+
+def build_task_model(name: str, pretrained: str | None, grad_checkpointing: bool, channels_last: bool,
+                     **head_args: Any) -> tuple[nn.Module, torch.memory_format]:
+    """A preset for a task: optional ImageNet backbone (loaded ``strict=False``: the head is new),
+    gradient checkpointing, memory format. Returns the model and the format inputs must follow."""
+    from ..models import create_model, load_checkpoint
+
+    model = create_model(name, **head_args)
+    if pretrained:
+        report = load_checkpoint(model, pretrained, strict=False)
+        log.info("backbone from %s: %d tensors loaded, %d new", pretrained, len(report.loaded), len(report.missing))
+    if grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(memory_format=memory_format), memory_format

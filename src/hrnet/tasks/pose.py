@@ -4,7 +4,6 @@ decoding, OKS-NMS and COCO (pycocotools) / PCKh evaluation, as a LightningModule
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,7 @@ from ..data.keypoints import KeypointSpec, get_keypoint_spec
 from ..data.mpii import MpiiKeypoints
 from ..data.transforms import transform_preds
 from ..metrics.keypoints import coco_keypoint_eval, headsize_from_boxes, pckh, rescore_and_nms, to_coco_results
-from ..models import create_model, load_checkpoint
-from .common import EvaluationHooks, collate, write_atomic
-
-log = logging.getLogger(__name__)
+from .common import EvaluationHooks, build_task_model, collate, write_atomic
 
 
 def resolve_keypoints(keypoints: str | Mapping[str, Any] | KeypointSpec) -> KeypointSpec:
@@ -103,14 +99,8 @@ class PoseEstimation(EvaluationHooks, L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.keypoints = resolve_keypoints(keypoints)
-        self.model = create_model(model, num_joints=self.keypoints.num_joints)
-        if pretrained:
-            report = load_checkpoint(self.model, pretrained, strict=False)
-            log.info("backbone from %s: %d tensors loaded, %d new", pretrained, len(report.loaded), len(report.missing))
-        if grad_checkpointing:
-            self.model.set_grad_checkpointing(True)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        self.model, self.memory_format = build_task_model(model, pretrained, grad_checkpointing, channels_last,
+                                                          num_joints=self.keypoints.num_joints)
         self.codec = HeatmapCodec.from_spec(self.keypoints, input_size, sigma=sigma, decode=decode,
                                             unbiased=unbiased, use_joint_weights=use_joint_weights)
         self.criterion = JointsMSELoss(use_target_weight)

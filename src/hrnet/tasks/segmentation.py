@@ -4,7 +4,6 @@ reduced across DDP ranks, as a LightningModule + DataModule."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,11 +17,9 @@ from ..data.segmentation import (
 )
 from ..losses import CITYSCAPES_CLASS_WEIGHTS, CrossEntropy, OhemCrossEntropy
 from ..metrics.segmentation import ConfusionMatrix
-from ..models import OCRHead, create_model, load_checkpoint
-from .common import EvaluationHooks, collate
+from ..models import OCRHead
+from .common import EvaluationHooks, build_task_model, collate
 from .seg_inference import predict_logits
-
-log = logging.getLogger(__name__)
 
 
 class Segmentation(EvaluationHooks, L.LightningModule):
@@ -77,14 +74,8 @@ class Segmentation(EvaluationHooks, L.LightningModule):
             raise ValueError(f"loss must be 'ce' or 'ohem', got {loss!r}")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-        self.model = create_model(model, num_classes=num_classes)
-        if pretrained:
-            report = load_checkpoint(self.model, pretrained, strict=False)
-            log.info("backbone from %s: %d tensors loaded, %d new", pretrained, len(report.loaded), len(report.missing))
-        if grad_checkpointing:
-            self.model.set_grad_checkpointing(True)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        self.model, self.memory_format = build_task_model(model, pretrained, grad_checkpointing, channels_last,
+                                                          num_classes=num_classes)
         self.align_corners = bool(self.model.backbone.spec.align_corners)
         if class_names is None:
             class_names = CITYSCAPES_CLASSES if num_classes == len(CITYSCAPES_CLASSES) else \
