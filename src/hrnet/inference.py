@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -196,11 +196,36 @@ class InferenceModel(nn.Module):
         self.precision = precision
         self.channels_last = channels_last
         self.device_type = device_type
-        self.compiled = False
+        self._compiled: Callable[..., Any] | None = None
+        self._compile_config: dict[str, Any] = {}
         if hasattr(model, "preset"):
             self.preset = model.preset
 
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    def compile_inductor(self, options: Mapping[str, Any] | None = None) -> None:
+        """Compile :meth:`run` with inductor: static shapes, weights frozen into the graph.
+
+        Freezing and the C++ wrapper are inductor *config* switches that ``torch.compile(options=...)``
+        does not reach in time (freezing is decided before those options apply), so every call of
+        the compiled function runs inside ``torch._inductor.config.patch`` with them set. Each new
+        input shape compiles once (``dynamic=False``: shape-specialised kernels are faster).
+        """
+        self._compile_config = {"freezing": True, "cpp_wrapper": self.device_type == "cpu"}
+        self._compiled = torch.compile(self.run, backend="inductor", dynamic=False, options=dict(options or {}))
+
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self._compiled is None:
+            return self.run(x, *args, **kwargs)
+        from torch._inductor import config as inductor_config
+
+        with inductor_config.patch(self._compile_config):
+            return self._compiled(x, *args, **kwargs)
+
+    def run(self, x: Tensor, *args: Any, **kwargs: Any) -> Any:
+        """The uncompiled forward: channels_last input, autocast if bf16, float32 contiguous outputs."""
         if self.channels_last and isinstance(x, Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.precision == "bf16":
@@ -233,11 +258,12 @@ def prepare(
        supports bf16 natively (:func:`bf16_supported`), otherwise fall back to fp32 with a
        warning on the ``hrnet.inference`` logger; outputs are float32 either way. The path taken
        is ``result.precision``;
-    4. ``compile=True``: ``torch.compile`` (inductor) of the whole wrapper with inductor
-       *freezing* on (weights become constants, conv + BN leftovers and weight packing are
-       constant-folded; it only applies when called without grad, i.e. under
-       ``torch.inference_mode()``). ``compile_options`` are extra inductor options. The first
-       call compiles (slow); later calls with new input shapes may recompile.
+    4. ``compile=True``: ``torch.compile`` (inductor, static shapes) with inductor *freezing*
+       (weights become constants and are pre-packed for oneDNN, so convolutions run with their
+       bias, ReLU, residual add and add + ReLU fused in; it only applies without grad, i.e. under
+       ``torch.inference_mode()``) and, on CPU, the C++ wrapper (no Python between kernels). See
+       :meth:`InferenceModel.compile_inductor`. ``compile_options`` are extra inductor options.
+       The first call with each new input shape compiles (tens of seconds).
 
     The result is in eval mode; call it under ``torch.inference_mode()``.
     """
@@ -258,9 +284,7 @@ def prepare(
         folded = folded.to(memory_format=torch.channels_last)
     wrapper = InferenceModel(folded, chosen, channels_last, device.type).eval()
     if compile:
-        options = {"freezing": True, **(compile_options or {})}
-        wrapper.compile(backend="inductor", options=options)
-        wrapper.compiled = True
+        wrapper.compile_inductor(compile_options)
     return wrapper
 
 
