@@ -1,7 +1,7 @@
 """Inference speed, side by side on the same weights and inputs: timm's HRNet (the peer a user would
 pick, eager fp32, features only) against ours in every `hrnet.inference.prepare` mode.
 
-    python benchmarks/inference.py [--quick] [--no-compile]
+    python benchmarks/inference.py [--quick | --scaling] [--only pose|seg] [--no-compile]
 
 For each workload it prints ms/image, images/s, the speed-up over timm and the fraction of this
 machine's GEMM peak (fp32 and bf16 peaks measured in the same run with large matmuls) that each mode
@@ -62,12 +62,17 @@ def timm_peer(preset: str, ours: torch.nn.Module) -> torch.nn.Module:
     return peer.eval()
 
 
-def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds: float) -> list[tuple[str, float]]:
+def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds: float,
+        scaling: bool = False) -> list[tuple[str, float]]:
     torch.manual_seed(0)
     ours = create_model(preset).eval()
     x = torch.randn(batch, 3, *size)
-    rows = [("timm eager fp32 (features)", measure(timm_peer(preset, ours), x, seconds)),
-            ("ours eager fp32", measure(ours, x, seconds)),
+    rows = [("timm eager fp32 (features)", measure(timm_peer(preset, ours), x, seconds))]
+    if scaling:
+        precision = "bf16" if bf16_supported(torch.device("cpu")) else "fp32"
+        return rows + [(f"ours prepare {precision} + compile",
+                        measure(prepare(ours, precision, compile=True), x, seconds))]
+    rows += [("ours eager fp32", measure(ours, x, seconds)),
             ("ours prepare fp32", measure(prepare(ours, "fp32"), x, seconds))]
     if bf16_supported(torch.device("cpu")):
         rows.append(("ours prepare bf16", measure(prepare(ours, "bf16"), x, seconds)))
@@ -82,6 +87,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="pose only")
     parser.add_argument("--only", choices=["pose", "seg"], help="run only the pose or the segmentation workloads")
+    parser.add_argument("--scaling", action="store_true",
+                        help="timm and our fastest mode only, pose_hrnet_w32 over batch 1-8 and input sizes up to 512x1024")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes")
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per mode")
     args = parser.parse_args()
@@ -92,6 +99,9 @@ def main() -> None:
     workloads = [("pose_hrnet_w32", (256, 192), 1), ("pose_hrnet_w32", (256, 192), 8)]
     if not args.quick:
         workloads.append(("seg_hrnet_w48", (512, 1024), 1))
+    if args.scaling:
+        workloads = [("pose_hrnet_w32", (256, 192), b) for b in (1, 2, 4, 8)]
+        workloads += [("pose_hrnet_w32", (384, 288), b) for b in (1, 8)] + [("pose_hrnet_w32", (512, 1024), 1)]
     if args.only:
         workloads = [w for w in workloads if w[0].startswith(args.only)]
     print("| model | input | batch | mode | ms/image | images/s | x timm | % of GEMM peak |")
@@ -99,7 +109,7 @@ def main() -> None:
     for preset, size, batch in workloads:
         with torch.device("meta"):
             flops = 2 * count_macs(create_model(preset), size)
-        rows = run(preset, size, batch, not args.no_compile, args.seconds)
+        rows = run(preset, size, batch, not args.no_compile, args.seconds, args.scaling)
         base = rows[0][1]
         for mode, sec in rows:
             peak = peak16 if "bf16" in mode else peak32

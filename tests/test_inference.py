@@ -1,4 +1,4 @@
-"""hrnet.inference: BN folding exactness, channels_last, bf16 (and its fallback), compile flag path."""
+"""hrnet.inference: BN folding exactness, channels_last, bf16 (and its fallback), compiled fp32 and bf16."""
 
 from __future__ import annotations
 
@@ -207,22 +207,43 @@ def test_prepare_bf16_fallback(models: dict[str, nn.Module], x: torch.Tensor, ou
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
 
 
-def test_prepare_compile_flag_is_a_plain_torch_compile(monkeypatch: pytest.MonkeyPatch, x: torch.Tensor) -> None:
-    """compile=True hands the wrapper to torch.compile (inductor, freezing on); not compiled here."""
-    calls = []
-
-    def fake_compile(fn, **kwargs):
-        calls.append(kwargs)
-        return fn
-
-    monkeypatch.setattr(torch, "compile", fake_compile)
-    model = randomise(nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU()))
-    fast = prepare(model, compile=True, compile_options={"max_autotune": False})
-    assert fast.compiled and len(calls) == 1
-    assert calls[0]["backend"] == "inductor"
-    assert calls[0]["options"] == {"freezing": True, "max_autotune": False}
+@pytest.fixture(scope="module")
+def pose_small(models: dict[str, nn.Module]) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The small pose model at batch 2 (the batch dimension must survive compilation) and its eager output."""
+    model = models["pose_hrnet_w18_small"]
+    y = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-6)
+        return model, y, model(y)
+
+
+def test_prepare_compile_fp32_matches_eager(pose_small) -> None:
+    """A real inductor compile: frozen weights packed for oneDNN with fused post-ops, within 1e-4."""
+    from torch._dynamo.utils import counters
+
+    model, y, ref = pose_small
+    counters.clear()
+    fast = prepare(model, "fp32", compile=True)
+    assert fast.compiled
+    with torch.inference_mode():
+        out = fast(y)
+    assert rel_err(out, ref) < 1e-4
+    # freezing really ran: convolutions were matched for ReLU and add + ReLU fusion
+    assert counters["inductor"]["mkldnn_unary_fusion_matcher_count"] > 0
+    assert counters["inductor"]["mkldnn_conv_binary_unary_fusion_matcher_count"] > 0
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no native bf16 (AVX512-BF16/AMX)")
+def test_prepare_compile_bf16_matches_eager(pose_small) -> None:
+    model, y, ref = pose_small
+    fast = prepare(model, "bf16", compile=True)
+    with torch.inference_mode():
+        out = fast(y)
+    assert out.dtype == torch.float32 and out.is_contiguous()
+    err = rel_err(out, ref)
+    assert 0 < err < 5e-2
+    # the heatmap peaks (what decoding reads) stay where fp32 puts them for nearly every joint
+    peaks = out.flatten(2).argmax(-1) == ref.flatten(2).argmax(-1)
+    assert peaks.float().mean().item() >= 0.9
 
 
 def test_prepare_rejects_unknown_precision() -> None:

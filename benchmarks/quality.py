@@ -1,0 +1,99 @@
+"""How much bf16 inference changes a *trained* model's results, against eager fp32 on the same weights.
+
+    python benchmarks/quality.py [--out runs/quality] [--seg-epochs 30] [--skip-seg]
+
+Trains (or, if ``OUT/pose`` / ``OUT/seg`` already hold a finished demo run, reuses) the pose demo model
+and the segmentation demo model on their synthetic held-out sets, then runs every held-out sample
+through eager fp32 and through ``prepare(..., "bf16")`` with and without ``compile``:
+
+* pose: decoded keypoints (the task's own codec, in input-crop pixels) - the share of joints that move
+  by at most 0.5 px, and the largest move;
+* segmentation: the share of pixels whose predicted label is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrnet.demo import PoseDemoConfig, SegDemoConfig, make_pose_data, run_pose_demo, run_seg_demo
+from hrnet.inference import bf16_supported, prepare
+
+
+def modes(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    return {"bf16": prepare(model, "bf16"), "bf16 + compile": prepare(model, "bf16", compile=True)}
+
+
+def pose_quality(out: Path) -> None:
+    from hrnet.tasks.pose import PoseDataModule, PoseEstimation
+
+    cfg = PoseDemoConfig()
+    last = out / "checkpoints" / "last.ckpt"
+    if not (out / "metrics.json").exists():
+        run_pose_demo(out, cfg)
+    task = PoseEstimation.load_from_checkpoint(last, map_location="cpu").eval()
+    data = PoseDataModule(**make_pose_data(out / "data", cfg), input_size=cfg.input_size, sigma=cfg.sigma,
+                          unbiased=cfg.unbiased, batch_size=32, num_workers=0)
+    data.setup("validate")
+    model = task.model.float().eval()
+    fast = modes(model)
+    coords: dict[str, list[np.ndarray]] = {"fp32": [], **{k: [] for k in fast}}
+    with torch.inference_mode():
+        for batch in data.val_dataloader():
+            for name, net in {"fp32": model, **fast}.items():
+                xy, _ = task.codec.decode(net(batch["image"]).float().numpy())
+                coords[name].append(task.codec.heatmap_to_input(xy))
+    ref = np.concatenate(coords["fp32"])
+    h, w = cfg.input_size
+    print(f"pose demo model ({task.hparams.model}, {h}x{w} input, {ref.shape[0]} held-out crops, "
+          f"{ref.shape[0] * ref.shape[1]} joints):")
+    for name in fast:
+        move = np.linalg.norm(np.concatenate(coords[name]) - ref, axis=-1)
+        print(f"  {name}: {100 * (move <= 0.5).mean():.2f}% of joints move <= 0.5 px; "
+              f"{100 * (move == 0).mean():.2f}% not at all; largest move {move.max():.2f} px")
+
+
+def seg_quality(out: Path, epochs: int) -> None:
+    from hrnet.tasks.segmentation import SegDataModule, Segmentation
+
+    cfg = replace(SegDemoConfig(), epochs=epochs, val_every=min(epochs, SegDemoConfig().val_every))
+    if not (out / "metrics.json").exists():
+        run_seg_demo(out, cfg)
+    task = Segmentation.load_from_checkpoint(out / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    data = SegDataModule(dataset="cityscapes", root=str(out / "data"), crop_size=cfg.crop_size,
+                         base_size=max(cfg.image_size), batch_size=4, eval_batch_size=4, num_workers=0)
+    data.setup("validate")
+    model = task.model.float().eval()
+    fast = modes(model)
+    agree = {k: [0, 0] for k in fast}
+    with torch.inference_mode():
+        for batch in data.val_dataloader():
+            ref = model(batch["image"]).argmax(1)
+            for name, net in fast.items():
+                same = net(batch["image"]).argmax(1) == ref
+                agree[name][0] += int(same.sum())
+                agree[name][1] += same.numel()
+    print(f"segmentation demo model ({task.hparams.model}, {epochs} epochs, held-out images):")
+    for name, (same, total) in agree.items():
+        print(f"  {name}: {100 * same / total:.3f}% of {total} pixels keep their label")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--seg-epochs", type=int, default=SegDemoConfig().epochs)
+    parser.add_argument("--skip-seg", action="store_true")
+    args = parser.parse_args()
+    if not bf16_supported(torch.device("cpu")):
+        raise SystemExit("quality.py: this CPU has no native bf16 (AVX512-BF16/AMX); nothing to measure")
+    pose_quality(args.out / "pose")
+    if not args.skip_seg:
+        seg_quality(args.out / "seg", args.seg_epochs)
+
+
+if __name__ == "__main__":
+    main()
