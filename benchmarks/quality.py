@@ -8,7 +8,7 @@ through eager fp32 and through ``prepare(..., "bf16")`` with and without ``compi
 
 * pose: decoded keypoints (the task's own codec, in input-crop pixels) - the share of joints that move
   by at most 0.5 px, and the largest move;
-* segmentation: the share of pixels whose predicted label is unchanged.
+* segmentation: the share of pixels (at image resolution) whose predicted label is unchanged.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def pose_quality(out: Path) -> None:
               f"{100 * (move == 0).mean():.2f}% not at all; largest move {move.max():.2f} px")
 
 
+def labels(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Per-pixel labels at the image's resolution, as prediction writes them (logits are at 1/4)."""
+    return torch.nn.functional.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False).argmax(1)
+
+
 def seg_quality(out: Path, epochs: int) -> None:
     from hrnet.tasks.segmentation import SegDataModule, Segmentation
 
@@ -72,9 +77,10 @@ def seg_quality(out: Path, epochs: int) -> None:
     agree = {k: [0, 0] for k in fast}
     with torch.inference_mode():
         for batch in data.val_dataloader():
-            ref = model(batch["image"]).argmax(1)
+            size = batch["image"].shape[-2:]
+            ref = labels(model(batch["image"]), size)
             for name, net in fast.items():
-                same = net(batch["image"]).argmax(1) == ref
+                same = labels(net(batch["image"]), size) == ref
                 agree[name][0] += int(same.sum())
                 agree[name][1] += same.numel()
     print(f"segmentation demo model ({task.hparams.model}, {epochs} epochs, held-out images):")
