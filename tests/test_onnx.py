@@ -190,3 +190,10 @@ def test_predict_with_onnxruntime_backend(tmp_path) -> None:
     pt = json.loads((tmp_path / "pt" / "keypoints.json").read_text())["images"][0]["persons"][0]["keypoints"]
     assert np.allclose(ort, pt, atol=0.05)
     assert main(["predict", *common, "--weights", str(tmp_path / "pose.pth"), "--backend", "onnxruntime"]) == 2
+    assert main(["predict", *common, "--weights", str(tmp_path / "pose.onnx"), "--backend", "onnxruntime",
+                 "--precision", "bf16"]) == 2
+    assert main(["predict", *common, "--weights", str(tmp_path / "pose.pth"), "--model", "pose_hrnet_w18_small",
+                 "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
+    fast = json.loads((tmp_path / "bf16" / "keypoints.json").read_text())["images"][0]["persons"][0]["keypoints"]
+    moved = np.abs(np.reshape(fast, (-1, 3))[:, :2] - np.reshape(pt, (-1, 3))[:, :2])
+    assert (moved <= 1.0).mean() >= 0.8  # bf16 (or its fp32 fallback) keeps nearly every keypoint in place

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -119,9 +120,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError("--detector needs --detector-weights (no weights are downloaded)")
         threshold = 0.5 if args.box_threshold is None else args.box_threshold
         detector = TorchvisionDetector(args.detector, args.detector_weights, threshold, device=args.device)
+    _speed_up(predictor, args)
     target = run_prediction(Path(args.source), Path(args.out), predictor, boxes, detector)
     print(f"wrote {target} and drawn copies in {args.out}")
     return 0
+
+
+def _speed_up(predictor: Any, args: argparse.Namespace) -> None:
+    """``--precision bf16`` / ``--compile``: run the predictor's torch model through ``inference.prepare``."""
+    if args.precision == "fp32" and not args.compile:
+        return
+    if args.backend == "onnxruntime":
+        raise ValueError("--precision bf16 and --compile apply to the torch backend, not --backend onnxruntime")
+    from .inference import prepare
+
+    predictor.model = prepare(predictor.model, args.precision, compile=args.compile)
 
 
 def _predict_segmentation(args: argparse.Namespace) -> int:
@@ -131,6 +144,7 @@ def _predict_segmentation(args: argparse.Namespace) -> int:
         args.weights, model=args.model, num_classes=args.num_classes, mode=args.mode,
         crop_size=tuple(args.crop) if args.crop else None, stride=tuple(args.stride) if args.stride else None,
         scales=tuple(args.scales), flip=args.flip, device=args.device)
+    _speed_up(predictor, args)
     target = run_seg_prediction(Path(args.source), Path(args.out), predictor)
     print(f"wrote {target}, label PNGs and overlays in {args.out}")
     return 0
@@ -207,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="segmentation: sliding-window stride")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="segmentation: test scales")
     p.add_argument("--flip", action="store_true", help="segmentation: flip test")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: BN folded, channels-last, bf16 autocast where the CPU/GPU has native bf16 (see README)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (worth it for many inputs of one size; each new size compiles once)")
     p.add_argument("--keypoints", help="keypoint set: coco, mpii (default: from the checkpoint, else coco)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="model input size")
     p.add_argument("--decode", choices=["argmax", "dark"], help="heatmap decoding (default: from the checkpoint)")
