@@ -8,7 +8,8 @@ through eager fp32 and through ``prepare(..., "bf16")`` with and without ``compi
 
 * pose: decoded keypoints (the task's own codec, in input-crop pixels) - the share of joints that move
   by at most 0.5 px, and the largest move;
-* segmentation: the share of pixels (at image resolution) whose predicted label is unchanged.
+* segmentation: the share of pixels whose label (the task's own test-time inference, at image
+  resolution) is unchanged.
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ def pose_quality(out: Path) -> None:
     from hrnet.tasks.pose import PoseDataModule, PoseEstimation
 
     cfg = PoseDemoConfig()
-    last = out / "checkpoints" / "last.ckpt"
     if not (out / "metrics.json").exists():
         run_pose_demo(out, cfg)
-    task = PoseEstimation.load_from_checkpoint(last, map_location="cpu").eval()
+    task = PoseEstimation.load_from_checkpoint(out / "checkpoints" / "last.ckpt", map_location="cpu").eval()
     data = PoseDataModule(**make_pose_data(out / "data", cfg), input_size=cfg.input_size, sigma=cfg.sigma,
                           unbiased=cfg.unbiased, batch_size=32, num_workers=0)
     data.setup("validate")
@@ -57,11 +57,6 @@ def pose_quality(out: Path) -> None:
               f"{100 * (move == 0).mean():.2f}% not at all; largest move {move.max():.2f} px")
 
 
-def labels(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    """Per-pixel labels at the image's resolution, as prediction writes them (logits are at 1/4)."""
-    return torch.nn.functional.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False).argmax(1)
-
-
 def seg_quality(out: Path, epochs: int) -> None:
     from hrnet.tasks.segmentation import SegDataModule, Segmentation
 
@@ -77,10 +72,9 @@ def seg_quality(out: Path, epochs: int) -> None:
     agree = {k: [0, 0] for k in fast}
     with torch.inference_mode():
         for batch in data.val_dataloader():
-            size = batch["image"].shape[-2:]
-            ref = labels(model(batch["image"]), size)
+            ref = task.predict_logits(batch["image"], model).argmax(1)
             for name, net in fast.items():
-                same = labels(net(batch["image"]), size) == ref
+                same = task.predict_logits(batch["image"], net).argmax(1) == ref
                 agree[name][0] += int(same.sum())
                 agree[name][1] += same.numel()
     print(f"segmentation demo model ({task.hparams.model}, {epochs} epochs, held-out images):")

@@ -100,6 +100,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if (args.backend == "onnxruntime") != is_onnx:
         raise ValueError(f"--backend {args.backend} with --weights {args.weights}: onnxruntime runs .onnx files "
                          "(made by `hrnet export onnx`), torch runs checkpoints")
+    if is_onnx and (args.precision != "fp32" or args.compile):
+        raise ValueError("--precision bf16 and --compile apply to the torch backend, not --backend onnxruntime")
     if is_onnx:
         from .tasks.pose_inference import load_onnx
 
@@ -130,8 +132,6 @@ def _speed_up(predictor: Any, args: argparse.Namespace) -> None:
     """``--precision bf16`` / ``--compile``: run the predictor's torch model through ``inference.prepare``."""
     if args.precision == "fp32" and not args.compile:
         return
-    if args.backend == "onnxruntime":
-        raise ValueError("--precision bf16 and --compile apply to the torch backend, not --backend onnxruntime")
     from .inference import prepare
 
     predictor.model = prepare(predictor.model, args.precision, compile=args.compile)

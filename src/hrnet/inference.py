@@ -197,7 +197,6 @@ class InferenceModel(nn.Module):
         self.channels_last = channels_last
         self.device_type = device_type
         self._compiled: Callable[..., Any] | None = None
-        self._compile_config: dict[str, Any] = {}
         if hasattr(model, "preset"):
             self.preset = model.preset
 
@@ -213,7 +212,6 @@ class InferenceModel(nn.Module):
         the compiled function runs inside ``torch._inductor.config.patch`` with them set. Each new
         input shape compiles once (``dynamic=False``: shape-specialised kernels are faster).
         """
-        self._compile_config = {"freezing": True, "cpp_wrapper": self.device_type == "cpu"}
         self._compiled = torch.compile(self.run, backend="inductor", dynamic=False, options=dict(options or {}))
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -221,7 +219,7 @@ class InferenceModel(nn.Module):
             return self.run(x, *args, **kwargs)
         from torch._inductor import config as inductor_config
 
-        with inductor_config.patch(self._compile_config):
+        with inductor_config.patch(freezing=True, cpp_wrapper=self.device_type == "cpu"):
             return self._compiled(x, *args, **kwargs)
 
     def run(self, x: Tensor, *args: Any, **kwargs: Any) -> Any:

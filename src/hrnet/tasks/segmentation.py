@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..data.segmentation import (
@@ -118,10 +118,11 @@ class Segmentation(EvaluationHooks, L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
-    def predict_logits(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, C, H, W) logits with the configured test-time inference."""
+    def predict_logits(self, images: Tensor, model: nn.Module | None = None) -> Tensor:
+        """(B, 3, H, W) -> (B, C, H, W) logits with the configured test-time inference, run by this task's
+        network or by ``model`` (e.g. its ``hrnet.inference.prepare`` version)."""
         h = self.hparams
-        return predict_logits(self, images, num_classes=h.num_classes, mode=h.eval_mode, crop_size=h.eval_crop,
+        return predict_logits(self if model is None else model, images, num_classes=h.num_classes, mode=h.eval_mode, crop_size=h.eval_crop,
                               stride=h.eval_stride, scales=h.eval_scales, flip=h.eval_flip,
                               align_corners=self.align_corners, window=h.eval_window, base_size=h.eval_base_size)
 
