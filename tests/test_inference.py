@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import logging
 from collections.abc import Callable
 
@@ -236,6 +238,20 @@ def test_prepare_compile_fp32_matches_eager(pose_small) -> None:
         single = fast(y[:1])
     assert counters["stats"]["unique_graphs"] == frames + 1
     assert rel_err(single, ref[:1]) < 1e-4
+
+
+def test_prepare_compile_keeps_instances_apart(pose_small) -> None:
+    """Two compiled models of one architecture and input shape run their own (frozen) weights."""
+    model, y, ref = pose_small
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.head.final_layer.weight.mul_(-3)
+        other_ref = other(y)
+    first, second = prepare(model, "fp32", compile=True), prepare(other, "fp32", compile=True)
+    with torch.inference_mode():
+        out, other_out = first(y), second(y)
+    assert rel_err(other_ref, ref) > 1
+    assert rel_err(out, ref) < 1e-4 and rel_err(other_out, other_ref) < 1e-4
 
 
 @pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no native bf16 (AVX512-BF16/AMX)")

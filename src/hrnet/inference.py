@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -182,9 +183,19 @@ def _to_output(value: Any, to_float: bool) -> Any:
     return value
 
 
-def _keep_input_and_global_guards(entries: list[Any]) -> list[bool]:
+def _drop_self_guards(entries: list[Any]) -> list[bool]:
     """Dynamo guard filter: keep every guard except those on the compiled method's ``self``."""
     return [not (entry.name == "self" or entry.name.startswith(("self.", "self["))) for entry in entries]
+
+
+def _with_own_code(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` bound to a fresh copy of its code object. Dynamo keeps compiled graphs per code
+    object, so this gives each instance its own cache: with :func:`_drop_self_guards` a second
+    instance would otherwise run the first one's graph (and its frozen weights)."""
+    func = method.__func__
+    fresh = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
+                               func.__closure__)
+    return types.MethodType(fresh, method.__self__)
 
 
 class InferenceModel(nn.Module):
@@ -218,13 +229,14 @@ class InferenceModel(nn.Module):
         input shape compiles once (``dynamic=False``: shape-specialised kernels are faster).
 
         Dynamo's guards on this module's own tree (``self...``: about 15,000 checks of submodule
-        hooks, attributes and constants for a W32, 1.3 ms per call) are dropped: the weights are
-        frozen into the compiled code anyway, so a prepared model is immutable by contract. Guards
-        on the inputs (shape, dtype, layout) and on global state (grad mode, autocast) stay, so a
-        new input shape still recompiles.
+        hooks, parameter identities and constants for a W32, about 1 ms per call) are dropped: the
+        weights are frozen into the compiled code anyway, so a prepared model is immutable by
+        contract, and each instance compiles its own copy of :meth:`run` (its own cache). Guards on
+        the inputs (shape, dtype, layout) and on global state (grad mode, autocast) stay, so a new
+        input shape still recompiles.
         """
-        settings = {"guard_filter_fn": _keep_input_and_global_guards, **dict(options or {})}
-        self._compiled = torch.compile(self.run, backend="inductor", dynamic=False, options=settings)
+        settings = {"guard_filter_fn": _drop_self_guards, **dict(options or {})}
+        self._compiled = torch.compile(_with_own_code(self.run), backend="inductor", dynamic=False, options=settings)
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Any:
         if self._compiled is None:
