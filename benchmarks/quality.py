@@ -1,10 +1,11 @@
 """How much bf16 inference changes a *trained* model's results, against eager fp32 on the same weights.
 
-    python benchmarks/quality.py [--out runs/quality] [--seg-epochs 30] [--skip-seg]
+    python benchmarks/quality.py [--out runs/quality] [--seg-epochs 30] [--w32-epochs 3] [--skip-seg] [--skip-w32]
 
-Trains (or, if ``OUT/pose`` / ``OUT/seg`` already hold a finished demo run, reuses) the pose demo model
-and the segmentation demo model on their synthetic held-out sets, then runs every held-out sample
-through eager fp32 and through ``prepare(..., "bf16")`` with and without ``compile``:
+Trains (or, if ``OUT/pose``, ``OUT/pose_w32`` / ``OUT/seg`` already hold a finished run, reuses) the pose
+demo model, a pose_hrnet_w32 trained briefly at 256x192 on the same kind of synthetic COCO data
+(:data:`W32`), and the segmentation demo model, then runs every held-out sample through eager fp32 and
+through ``prepare(..., "bf16")`` with and without ``compile``:
 
 * pose: decoded keypoints (the task's own codec, in input-crop pixels) - the share of joints that move
   by at most 0.5 px, and the largest move;
@@ -15,6 +16,7 @@ through eager fp32 and through ``prepare(..., "bf16")`` with and without ``compi
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,10 +31,14 @@ def modes(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return {"bf16": prepare(model, "bf16"), "bf16 + compile": prepare(model, "bf16", compile=True)}
 
 
-def pose_quality(out: Path) -> None:
+W32 = replace(PoseDemoConfig(), model="pose_hrnet_w32", input_size=(256, 192), image_size=(256, 256),
+              train_images=800, val_images=100, epochs=3, batch_size=16, lr_steps=(2,), val_every=3)
+"""The briefly trained W32: the paper's COCO input size, a few epochs (about 5 minutes each on 2 cores)."""
+
+
+def pose_quality(out: Path, cfg: PoseDemoConfig) -> None:
     from hrnet.tasks.pose import PoseDataModule, PoseEstimation
 
-    cfg = PoseDemoConfig()
     if not (out / "metrics.json").exists():
         run_pose_demo(out, cfg)
     task = PoseEstimation.load_from_checkpoint(out / "checkpoints" / "last.ckpt", map_location="cpu").eval()
@@ -49,7 +55,8 @@ def pose_quality(out: Path) -> None:
                 coords[name].append(task.codec.heatmap_to_input(xy))
     ref = np.concatenate(coords["fp32"])
     h, w = cfg.input_size
-    print(f"pose demo model ({task.hparams.model}, {h}x{w} input, {ref.shape[0]} held-out crops, "
+    ap = json.loads((out / "metrics.json").read_text()).get("AP", float("nan"))
+    print(f"pose model ({task.hparams.model}, {cfg.epochs} epochs, AP {ap:.3f}, {h}x{w} input, {ref.shape[0]} held-out crops, "
           f"{ref.shape[0] * ref.shape[1]} joints):")
     for name in fast:
         move = np.linalg.norm(np.concatenate(coords[name]) - ref, axis=-1)
@@ -86,11 +93,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--seg-epochs", type=int, default=SegDemoConfig().epochs)
+    parser.add_argument("--w32-epochs", type=int, default=W32.epochs)
     parser.add_argument("--skip-seg", action="store_true")
+    parser.add_argument("--skip-w32", action="store_true")
     args = parser.parse_args()
     if not bf16_supported(torch.device("cpu")):
         raise SystemExit("quality.py: this CPU has no native bf16 (AVX512-BF16/AMX); nothing to measure")
-    pose_quality(args.out / "pose")
+    pose_quality(args.out / "pose", PoseDemoConfig())
+    if not args.skip_w32:
+        epochs = args.w32_epochs
+        pose_quality(args.out / "pose_w32", replace(W32, epochs=epochs, lr_steps=(max(1, epochs - 1),),
+                                                    val_every=epochs))
     if not args.skip_seg:
         seg_quality(args.out / "seg", args.seg_epochs)
 

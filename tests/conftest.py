@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from hrnet.models import HRNet, HRNetBackbone, HRNetSpec, StageSpec
 from hrnet.models.heads import ClassificationHead, HigherHead, PoseHead, V2Head
@@ -79,3 +80,39 @@ def model_from_arch(arch: dict[str, Any]) -> HRNet:
     else:
         pytest.skip(f"family {family} is not part of the model library yet")
     return HRNet(backbone, head)
+
+
+def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Conv weights at unit gain and random BN statistics/affine, so folding mistakes show up."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.weight[0].numel() ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+            elif isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                if m.running_mean is None:
+                    continue
+                m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.2 * torch.randn(n, generator=g))
+    return model.eval()
+
+
+def as_list(out: object) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return list(out.values())
+    return list(out)  # type: ignore[call-overload]
+
+
+def rel_err(out: object, ref: object) -> float:
+    errs = []
+    for a, r in zip(as_list(out), as_list(ref), strict=True):
+        assert a.shape == r.shape and a.dtype == torch.float32
+        errs.append(((a - r).abs().max() / r.abs().max()).item())
+    return max(errs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-
 import logging
 from collections.abc import Callable
 
@@ -16,27 +15,9 @@ from hrnet import create_model
 from hrnet.inference import InferenceModel, bf16_supported, count_batchnorm, fold_batchnorm, prepare
 from hrnet.models import HigherHead, HRNet, HRNetBackbone, OCRHead, get_preset
 
+from conftest import as_list, randomise, rel_err
+
 SMALL = ["seg_hrnet_w18_small_v1", "pose_hrnet_w18_small", "hrnet_w18_small"]
-
-
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Conv weights at unit gain and random BN statistics/affine, so folding mistakes show up."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.weight[0].numel() ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-            elif isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                if m.running_mean is None:
-                    continue
-                m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.2 * torch.randn(n, generator=g))
-    return model.eval()
 
 
 def tiny_ocr() -> nn.Module:
@@ -56,22 +37,6 @@ BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "tiny_ocr": tiny_ocr,
     "tiny_higher": tiny_higher,
 }
-
-
-def as_list(out: object) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return list(out.values())
-    return list(out)  # type: ignore[call-overload]
-
-
-def rel_err(out: object, ref: object) -> float:
-    errs = []
-    for a, r in zip(as_list(out), as_list(ref), strict=True):
-        assert a.shape == r.shape and a.dtype == torch.float32
-        errs.append(((a - r).abs().max() / r.abs().max()).item())
-    return max(errs)
 
 
 @pytest.fixture(scope="module")

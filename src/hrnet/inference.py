@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import logging
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -48,7 +48,7 @@ from .models.hrnet import HRNetBackbone
 
 logger = logging.getLogger("hrnet.inference")
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 ATTRIBUTE_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
     BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
@@ -201,8 +201,8 @@ def _with_own_code(method: Callable[..., Any]) -> Callable[..., Any]:
 class InferenceModel(nn.Module):
     """Runs a prepared model: channels_last input, optional bf16 autocast, float32 outputs.
 
-    Attributes: ``model`` (the folded model), ``precision`` (``"fp32"`` or ``"bf16"``, the path
-    actually taken), ``channels_last``, ``compiled``, ``device_type``. Outputs have the original
+    Attributes: ``model`` (the folded model, or for int8 its quantized graph), ``precision``
+    (``"fp32"``, ``"bf16"`` or ``"int8"``, the path actually taken), ``channels_last``, ``compiled``, ``device_type``. Outputs have the original
     model's structure, dtype float32 and the default (contiguous) memory format.
     """
 
@@ -268,9 +268,10 @@ def _device_of(model: nn.Module) -> torch.device:
 def prepare(
     model: nn.Module,
     precision: str = "fp32",
-    compile: bool = False,
+    compile: bool | None = None,
     channels_last: bool = True,
     compile_options: Mapping[str, Any] | None = None,
+    calibration: Iterable[Tensor] | None = None,
 ) -> InferenceModel:
     """A fast-inference version of ``model`` with the same outputs' meaning.
 
@@ -285,7 +286,13 @@ def prepare(
        bias, ReLU, residual add and add + ReLU fused in; it only applies without grad, i.e. under
        ``torch.inference_mode()``) and, on CPU, the C++ wrapper (no Python between kernels). See
        :meth:`InferenceModel.compile_inductor`. ``compile_options`` are extra inductor options.
-       The first call with each new input shape compiles (tens of seconds).
+       The first call with each new input shape compiles (tens of seconds). ``None`` (the
+       default) means on for int8 and off otherwise;
+    5. ``precision="int8"`` (CPU only; needs ``pip install torchao``): post-training static int8
+       quantization with torchao's x86 inductor recipe (:func:`hrnet.quantization.quantize_int8`),
+       calibrated on the input batches that ``calibration`` yields (use a few hundred real images:
+       the activation ranges come from them). Runs only compiled; oneDNN then executes each
+       conv (+ add) (+ ReLU) as one int8 kernel (AMX or VNNI where the CPU has them).
 
     The result is in eval mode; call it under ``torch.inference_mode()``.
     """
@@ -294,6 +301,24 @@ def prepare(
     folded = fold_batchnorm(model)
     device = _device_of(folded)
     chosen = precision
+    if precision == "int8":
+        if compile is False:
+            raise ValueError("prepare: int8 runs only through inductor; leave compile at None or True")
+        if device.type != "cpu":
+            raise ValueError(f"prepare: int8 is a CPU path (oneDNN); the model is on {device}")
+        if calibration is None:
+            raise ValueError("prepare: int8 needs calibration=<iterable of NCHW input batches>")
+        from .quantization import quantize_int8
+
+        quantized = quantize_int8(folded, calibration, channels_last)
+        logger.info("prepare: int8 (PT2E, x86 inductor quantizer), float32 outputs")
+        wrapper = InferenceModel(quantized, "int8", channels_last, device.type).eval()
+        if hasattr(model, "preset"):
+            wrapper.preset = model.preset
+        wrapper.compile_inductor(compile_options)
+        return wrapper
+    if calibration is not None:
+        raise ValueError(f"prepare: calibration is for precision='int8', not {precision!r}")
     if precision == "bf16":
         if bf16_supported(device):
             logger.info("prepare: bf16 autocast on %s (native bf16 support), float32 outputs", device.type)

@@ -1,0 +1,91 @@
+"""int8 (PT2E, torchao's x86 inductor quantizer): every conv quantized and lowered to oneDNN int8,
+outputs close to torchao's reference (simulated) graph and to fp32, argument errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hrnet import create_model
+from hrnet.inference import prepare
+from hrnet.quantization import label_partitions, quantize_int8
+
+from conftest import randomise, rel_err
+
+pytest.importorskip("torchao")
+
+
+@pytest.fixture(scope="module")
+def pose() -> tuple[nn.Module, list[torch.Tensor], torch.Tensor]:
+    """The small pose model with unit-gain weights and random BN statistics, calibration batches and
+    an input batch."""
+    model = randomise(create_model("pose_hrnet_w18_small"), seed=1)
+    g = torch.Generator().manual_seed(3)
+    calibration = [torch.randn(4, 3, 64, 48, generator=g) for _ in range(4)]
+    return model, calibration, torch.randn(2, 3, 64, 48, generator=g)
+
+
+def convs(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def test_every_conv_is_quantized(pose) -> None:
+    """With one partition per conv/add/ReLU call, the quantizer annotates every convolution: each
+    one gets a per-channel int8 weight in the converted graph."""
+    model, calibration, _ = pose
+    quantized = quantize_int8(model, calibration)
+    targets = [str(n.target) for n in quantized.graph.nodes if n.op == "call_function"]
+    assert targets.count("aten.conv2d.default") == convs(model)
+    assert targets.count("quantized_decomposed.dequantize_per_channel.default") == convs(model)
+
+
+def test_label_partitions_splits_a_shared_relu() -> None:
+    """HRNet calls one ReLU module several times; each call must become its own partition."""
+    from torch.fx.passes.utils.source_matcher_utils import get_source_partitions
+
+    model = create_model("pose_hrnet_w18_small").eval()
+    graph = torch.export.export(model, (torch.randn(1, 3, 64, 48),)).module()
+    relus = [n for n in graph.graph.nodes if str(n.target) in ("aten.relu.default", "aten.relu_.default")]
+    assert label_partitions(graph) >= len(relus) > 0
+    partitions = get_source_partitions(graph.graph, [nn.ReLU])[nn.ReLU]
+    assert len(partitions) == len(relus)
+    assert all(len(p.output_nodes) == 1 for p in partitions)
+
+
+def test_prepare_int8_compiled(pose) -> None:
+    from torch._dynamo.utils import counters
+
+    model, calibration, x = pose
+    counters.clear()
+    fast = prepare(model, "int8", calibration=calibration)
+    assert fast.precision == "int8" and fast.compiled and fast.preset == model.preset
+    with torch.inference_mode():
+        ref = model(x)
+        out = fast(x)
+        simulated = fast.model(x.contiguous(memory_format=torch.channels_last))
+    assert out.dtype == torch.float32 and out.is_contiguous()
+    # every conv became one oneDNN int8 kernel (with ReLU, or with the add (+ ReLU) fused in)
+    lowered = counters["inductor"]["qconv_unary_lower_count"] + counters["inductor"]["qconv2d_binary_lower_count"]
+    assert lowered == convs(model)
+    # the int8 kernels compute what torchao's reference quantize/dequantize graph computes, up to a
+    # rounding flip here and there (a step is 1/255 of a tensor's range)
+    assert rel_err(out, simulated) < 1e-2
+    assert ((out - simulated).abs().mean() / simulated.abs().max()).item() < 1e-4
+    # and int8 stays close to fp32 on this unit-gain network
+    assert rel_err(out, ref) < 5e-2
+    assert torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.999
+
+
+def test_prepare_int8_argument_errors(pose) -> None:
+    model, calibration, _ = pose
+    with pytest.raises(ValueError, match="calibration="):
+        prepare(model, "int8")
+    with pytest.raises(ValueError, match="compile"):
+        prepare(model, "int8", compile=False, calibration=calibration)
+    with pytest.raises(ValueError, match="calibration is for precision='int8'"):
+        prepare(model, "bf16", calibration=calibration)
+    with pytest.raises(ValueError, match="calibration is empty"):
+        prepare(model, "int8", calibration=[])
+    with pytest.raises(ValueError, match="NCHW"):
+        prepare(model, "int8", calibration=[torch.randn(3, 64, 48)])
