@@ -1,16 +1,20 @@
 """Inference speed, side by side on the same weights and inputs: timm's HRNet (the peer a user would
 pick, eager fp32, features only) against ours in every `hrnet.inference.prepare` mode.
 
-    python benchmarks/inference.py [--quick | --scaling] [--only pose|seg] [--no-compile]
+    python benchmarks/inference.py [--quick | --scaling] [--only pose|seg] [--no-compile] [--modes M1,M2]
 
 For each workload it prints ms/image, images/s, the speed-up over timm and the fraction of this
 machine's GEMM peak (fp32 and bf16 peaks measured in the same run with large matmuls) that each mode
-reaches, counting 2 x the model's multiply-adds as its FLOPs. Needs ``pip install timm``.
+reaches, counting 2 x the model's multiply-adds as its FLOPs ("% of GEMM peak" for int8 is against
+the bf16 peak: no int8 GEMM peak is measured). Needs ``pip install timm`` (and torchao for int8; the
+int8 mode is calibrated on random inputs, which is fine for speed; see benchmarks/quality.py for its
+accuracy).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import platform
 import time
 from collections.abc import Callable
@@ -19,6 +23,10 @@ import torch
 
 from hrnet import create_model
 from hrnet.inference import bf16_supported, prepare
+
+
+def int8_available() -> bool:
+    return importlib.util.find_spec("torchao") is not None
 from hrnet.models.complexity import count_macs
 
 
@@ -62,24 +70,38 @@ def timm_peer(preset: str, ours: torch.nn.Module) -> torch.nn.Module:
     return peer.eval()
 
 
+def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, Callable[[], torch.nn.Module]]:
+    """Every mode this machine can run, by name, each built only when measured."""
+    cpu = torch.device("cpu")
+    table: dict[str, Callable[[], torch.nn.Module]] = {
+        "ours eager fp32": lambda: ours,
+        "ours prepare fp32": lambda: prepare(ours, "fp32"),
+    }
+    if bf16_supported(cpu):
+        table["ours prepare bf16"] = lambda: prepare(ours, "bf16")
+    if compile_:
+        table["ours prepare fp32 + compile"] = lambda: prepare(ours, "fp32", compile=True)
+        if bf16_supported(cpu):
+            table["ours prepare bf16 + compile"] = lambda: prepare(ours, "bf16", compile=True)
+        if int8_available():
+            calibration = [torch.randn_like(x) for _ in range(2)]
+            table["ours prepare int8 (compiled)"] = lambda: prepare(ours, "int8", calibration=calibration)
+    return table
+
+
 def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds: float,
-        scaling: bool = False) -> list[tuple[str, float]]:
+        scaling: bool = False, only_modes: list[str] | None = None) -> list[tuple[str, float]]:
     torch.manual_seed(0)
     ours = create_model(preset).eval()
     x = torch.randn(batch, 3, *size)
     rows = [("timm eager fp32 (features)", measure(timm_peer(preset, ours), x, seconds))]
+    table = modes(ours, x, compile_)
     if scaling:
-        precision = "bf16" if bf16_supported(torch.device("cpu")) else "fp32"
-        return rows + [(f"ours prepare {precision} + compile",
-                        measure(prepare(ours, precision, compile=True), x, seconds))]
-    rows += [("ours eager fp32", measure(ours, x, seconds)),
-            ("ours prepare fp32", measure(prepare(ours, "fp32"), x, seconds))]
-    if bf16_supported(torch.device("cpu")):
-        rows.append(("ours prepare bf16", measure(prepare(ours, "bf16"), x, seconds)))
-    if compile_:
-        rows.append(("ours prepare fp32 + compile", measure(prepare(ours, "fp32", compile=True), x, seconds)))
-        if bf16_supported(torch.device("cpu")):
-            rows.append(("ours prepare bf16 + compile", measure(prepare(ours, "bf16", compile=True), x, seconds)))
+        fastest = "ours prepare bf16 + compile" if "ours prepare bf16 + compile" in table else "ours prepare fp32 + compile"
+        table = {fastest: table[fastest]}
+    for name, build in table.items():
+        if not only_modes or any(m in name for m in only_modes):
+            rows.append((name, measure(build(), x, seconds)))
     return rows
 
 
@@ -90,6 +112,8 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true",
                         help="timm and our fastest mode only, pose_hrnet_w32 over batch 1-8 and input sizes up to 512x1024")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes")
+    parser.add_argument("--modes", help="comma-separated parts of mode names to run (timm always runs), "
+                        "e.g. 'bf16 + compile,int8'")
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per mode")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -109,10 +133,11 @@ def main() -> None:
     for preset, size, batch in workloads:
         with torch.device("meta"):
             flops = 2 * count_macs(create_model(preset), size)
-        rows = run(preset, size, batch, not args.no_compile, args.seconds, args.scaling)
+        rows = run(preset, size, batch, not args.no_compile, args.seconds, args.scaling,
+                   args.modes.split(",") if args.modes else None)
         base = rows[0][1]
         for mode, sec in rows:
-            peak = peak16 if "bf16" in mode else peak32
+            peak = peak16 if "bf16" in mode or "int8" in mode else peak32
             print(f"| {preset} | {size[0]}x{size[1]} | {batch} | {mode} | {sec / batch * 1000:.1f} | "
                   f"{batch / sec:.2f} | {base / sec:.2f} | {100 * flops * batch / sec / peak:.0f}% |", flush=True)
 
