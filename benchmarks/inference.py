@@ -3,7 +3,10 @@ pick, eager fp32, features only) against ours in every `hrnet.inference.prepare`
 
     python benchmarks/inference.py [--quick | --scaling] [--only pose|seg] [--no-compile] [--modes M1,M2]
 
-For each workload it prints ms/image, images/s, the speed-up over timm and the fraction of this
+All modes of a workload are built first, then timed in interleaved rounds (see :func:`measure`):
+ms/image is the median over rounds, and "x timm" the median over rounds of timm's time divided by
+the mode's time in the same round. For each workload it prints ms/image, images/s, the speed-up over
+timm and the fraction of this
 machine's GEMM peak (fp32 and bf16 peaks measured in the same run with large matmuls) that each mode
 reaches, counting 2 x the model's multiply-adds as its FLOPs ("% of GEMM peak" for int8 is against
 the bf16 peak: no int8 GEMM peak is measured). Needs ``pip install timm`` (and torchao for int8; the
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -45,15 +49,23 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def measure(fn: Callable[[torch.Tensor], object], x: torch.Tensor, seconds: float) -> float:
-    """Median seconds per call after warm-up, over at least 3 calls or ``seconds``."""
+def measure(fns: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, seconds: float,
+            rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of every function, one median per round. The functions take turns, round
+    after round (each about ``seconds / rounds`` per round, at least 2 calls), so a slow drift of
+    the machine's speed hits all of them alike instead of whichever happened to run then."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     with torch.inference_mode():
-        for _ in range(2):
-            fn(x)
-        times: list[float] = []
-        while len(times) < 3 or sum(times) < seconds:
-            times.append(_timed(lambda: fn(x)))
-    return sorted(times)[len(times) // 2]
+        for fn in fns.values():
+            for _ in range(2):
+                fn(x)  # warm-up; compiles
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                times: list[float] = []
+                while len(times) < 2 or sum(times) < seconds / rounds:
+                    times.append(_timed(lambda: fn(x)))
+                samples[name].append(statistics.median(times))
+    return samples
 
 
 def timm_peer(preset: str, ours: torch.nn.Module) -> torch.nn.Module:
@@ -68,6 +80,9 @@ def timm_peer(preset: str, ours: torch.nn.Module) -> torch.nn.Module:
     _, unexpected = peer.load_state_dict(to_official(ours.backbone.state_dict(), "cls"), strict=False)
     assert not unexpected, unexpected[:5]
     return peer.eval()
+
+
+TIMM = "timm eager fp32 (features)"
 
 
 def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, Callable[[], torch.nn.Module]]:
@@ -89,20 +104,20 @@ def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, C
     return table
 
 
-def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds: float,
-        scaling: bool = False, only_modes: list[str] | None = None) -> list[tuple[str, float]]:
+def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds: float, rounds: int,
+        scaling: bool = False, only_modes: list[str] | None = None) -> dict[str, list[float]]:
+    """Per-round seconds per batch of timm (first) and of each selected mode of ours."""
     torch.manual_seed(0)
     ours = create_model(preset).eval()
     x = torch.randn(batch, 3, *size)
-    rows = [("timm eager fp32 (features)", measure(timm_peer(preset, ours), x, seconds))]
     table = modes(ours, x, compile_)
     if scaling:
         fastest = "ours prepare bf16 + compile" if "ours prepare bf16 + compile" in table else "ours prepare fp32 + compile"
         table = {fastest: table[fastest]}
-    for name, build in table.items():
-        if not only_modes or any(m in name for m in only_modes):
-            rows.append((name, measure(build(), x, seconds)))
-    return rows
+    fns = {TIMM: timm_peer(preset, ours)}
+    fns.update((name, build()) for name, build in table.items()
+               if not only_modes or any(m in name for m in only_modes))
+    return measure(fns, x, seconds, rounds)
 
 
 def main() -> None:
@@ -114,7 +129,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes")
     parser.add_argument("--modes", help="comma-separated parts of mode names to run (timm always runs), "
                         "e.g. 'bf16 + compile,int8'")
-    parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per mode")
+    parser.add_argument("--seconds", type=float, default=4.0, help="minimum timed seconds per mode")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (see measure)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     peak32, peak16 = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
@@ -133,13 +149,14 @@ def main() -> None:
     for preset, size, batch in workloads:
         with torch.device("meta"):
             flops = 2 * count_macs(create_model(preset), size)
-        rows = run(preset, size, batch, not args.no_compile, args.seconds, args.scaling,
-                   args.modes.split(",") if args.modes else None)
-        base = rows[0][1]
-        for mode, sec in rows:
+        samples = run(preset, size, batch, not args.no_compile, args.seconds, args.rounds, args.scaling,
+                      args.modes.split(",") if args.modes else None)
+        for mode, times in samples.items():
+            sec = statistics.median(times)
+            speedup = statistics.median(t / s for t, s in zip(samples[TIMM], times))
             peak = peak16 if "bf16" in mode or "int8" in mode else peak32
             print(f"| {preset} | {size[0]}x{size[1]} | {batch} | {mode} | {sec / batch * 1000:.1f} | "
-                  f"{batch / sec:.2f} | {base / sec:.2f} | {100 * flops * batch / sec / peak:.0f}% |", flush=True)
+                  f"{batch / sec:.2f} | {speedup:.2f} | {100 * flops * batch / sec / peak:.0f}% |", flush=True)
 
 
 if __name__ == "__main__":
