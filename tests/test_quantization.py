@@ -89,3 +89,54 @@ def test_prepare_int8_argument_errors(pose) -> None:
         prepare(model, "int8", calibration=[])
     with pytest.raises(ValueError, match="NCHW"):
         prepare(model, "int8", calibration=[torch.randn(3, 64, 48)])
+
+
+def test_calibrate_then_int8(pose) -> None:
+    """The first calls run fp32 exactly and are recorded; later calls run the int8 model built from them."""
+    from hrnet.inference import CalibrateThenInt8
+
+    model, calibration, x = pose
+    lazy = CalibrateThenInt8(model, batches=2)
+    with torch.inference_mode():
+        first = [lazy(batch) for batch in calibration[:2]]
+        assert lazy.int8 is None
+        assert all(torch.equal(out, model(batch)) for out, batch in zip(first, calibration))
+        out = lazy(x)
+        ref = model(x)
+    assert lazy.int8 is not None and lazy.int8.precision == "int8"
+    assert rel_err(out, ref) < 5e-2
+    with pytest.raises(ValueError, match="batches"):
+        CalibrateThenInt8(model, batches=0)
+
+
+def test_cli_predict_int8(tmp_path, caplog) -> None:
+    """`hrnet predict --precision int8`: calibrates on the first inputs, then keeps keypoints near fp32."""
+    import json
+    import logging
+
+    import cv2
+    import numpy as np
+
+    from hrnet.cli import main
+
+    model = randomise(create_model("pose_hrnet_w18_small"), seed=4)
+    torch.save(model.state_dict(), tmp_path / "pose.pth")
+    (tmp_path / "img").mkdir()
+    rng = np.random.default_rng(0)
+    for name in "abcd":
+        cv2.imwrite(str(tmp_path / "img" / f"{name}.jpg"), rng.integers(0, 255, (80, 60, 3), np.uint8))
+    common = [str(tmp_path / "img"), "--input-size", "64", "48", "--weights", str(tmp_path / "pose.pth"),
+              "--model", "pose_hrnet_w18_small"]
+    assert main(["predict", *common, "--out", str(tmp_path / "fp32")]) == 0
+    with caplog.at_level(logging.INFO, logger="hrnet.inference"):
+        assert main(["predict", *common, "--precision", "int8", "--calibration-batches", "2",
+                     "--out", str(tmp_path / "int8")]) == 0
+    assert any("int8: calibrating" in r.getMessage() for r in caplog.records)
+
+    def keypoints(folder: str) -> np.ndarray:
+        images = json.loads((tmp_path / folder / "keypoints.json").read_text())["images"]
+        return np.array([p["keypoints"] for image in images for p in image["persons"]]).reshape(-1, 3)[:, :2]
+
+    moved = np.linalg.norm(keypoints("int8") - keypoints("fp32"), axis=-1)
+    assert (moved <= 1.0).mean() >= 0.8
+    assert main(["predict", *common, "--precision", "int8", "--device", "cuda"]) == 2

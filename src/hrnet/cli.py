@@ -101,7 +101,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--backend {args.backend} with --weights {args.weights}: onnxruntime runs .onnx files "
                          "(made by `hrnet export onnx`), torch runs checkpoints")
     if is_onnx and (args.precision != "fp32" or args.compile):
-        raise ValueError("--precision bf16 and --compile apply to the torch backend, not --backend onnxruntime")
+        raise ValueError("--precision bf16/int8 and --compile apply to the torch backend, not --backend onnxruntime")
+    if args.precision == "int8" and args.device != "cpu":
+        raise ValueError(f"--precision int8 runs on the CPU (oneDNN), not --device {args.device}")
     if is_onnx:
         from .tasks.pose_inference import load_onnx
 
@@ -129,12 +131,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _speed_up(predictor: Any, args: argparse.Namespace) -> None:
-    """``--precision bf16`` / ``--compile``: run the predictor's torch model through ``inference.prepare``."""
-    if args.precision == "fp32" and not args.compile:
-        return
-    from .inference import prepare
+    """``--precision bf16|int8`` / ``--compile``: run the predictor's torch model through ``inference.prepare``
+    (int8: calibrated on the first ``--calibration-batches`` model inputs, which run in fp32)."""
+    from .inference import CalibrateThenInt8, prepare
 
-    predictor.model = prepare(predictor.model, args.precision, compile=args.compile)
+    if args.precision == "int8":
+        predictor.model = CalibrateThenInt8(predictor.model, args.calibration_batches)
+    elif args.precision != "fp32" or args.compile:
+        predictor.model = prepare(predictor.model, args.precision, compile=args.compile)
 
 
 def _predict_segmentation(args: argparse.Namespace) -> int:
@@ -221,8 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="segmentation: sliding-window stride")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="segmentation: test scales")
     p.add_argument("--flip", action="store_true", help="segmentation: flip test")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: BN folded, channels-last, bf16 autocast where the CPU/GPU has native bf16 (see README)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="bf16: BN folded, channels-last, bf16 autocast where the CPU/GPU has native bf16; int8 (CPU, "
+                   "needs torchao, always compiled): calibrated on the first --calibration-batches inputs (see README)")
+    p.add_argument("--calibration-batches", type=int, default=8,
+                   help="int8: how many model input batches (run in fp32) calibrate the quantization (default 8)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (worth it for many inputs of one size; each new size compiles once)")
     p.add_argument("--keypoints", help="keypoint set: coco, mpii (default: from the checkpoint, else coco)")

@@ -257,6 +257,38 @@ class InferenceModel(nn.Module):
         return _to_output(self.model(x, *args, **kwargs), to_float=False)
 
 
+class CalibrateThenInt8(nn.Module):
+    """int8 for a stream of inputs with no calibration set at hand (``hrnet predict --precision int8``).
+
+    The first ``batches`` calls run ``model`` as it is (fp32, exact results) and keep their inputs;
+    the next call quantizes on those inputs (:func:`prepare` with ``precision="int8"``), and every
+    call from then on runs int8. Attribute ``int8``: the prepared model once it exists.
+    """
+
+    def __init__(self, model: nn.Module, batches: int = 8, channels_last: bool = True) -> None:
+        super().__init__()
+        if batches < 1:
+            raise ValueError(f"CalibrateThenInt8: batches must be >= 1, got {batches}")
+        self.model = model.eval()
+        self.batches = batches
+        self.channels_last = channels_last
+        self.int8: InferenceModel | None = None
+        self._seen: list[Tensor] = []
+        if hasattr(model, "preset"):
+            self.preset = model.preset
+
+    def forward(self, x: Tensor) -> Any:
+        if self.int8 is None and len(self._seen) < self.batches:
+            self._seen.append(x.detach().clone())
+            return self.model(x)
+        if self.int8 is None:
+            count = sum(batch.shape[0] for batch in self._seen)
+            logger.info("int8: calibrating on the first %d inputs (%d batches)", count, len(self._seen))
+            self.int8 = prepare(self.model, "int8", channels_last=self.channels_last, calibration=self._seen)
+            self._seen = []
+        return self.int8(x)
+
+
 def _device_of(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
@@ -336,5 +368,5 @@ def prepare(
 
 
 __all__ = [
-    "ATTRIBUTE_PAIRS", "InferenceModel", "bf16_supported", "count_batchnorm", "fold_batchnorm", "prepare",
+    "ATTRIBUTE_PAIRS", "CalibrateThenInt8", "InferenceModel", "bf16_supported", "count_batchnorm", "fold_batchnorm", "prepare",
 ]
