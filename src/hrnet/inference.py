@@ -1,4 +1,4 @@
-"""Fast inference: fold BatchNorm into convolutions, channels_last, bf16 autocast, torch.compile.
+"""Fast inference: fold BatchNorm into convolutions, channels_last, bf16 autocast, int8, torch.compile.
 
 :func:`prepare` turns any model of this library (``create_model(...)``, with or without weights)
 into a module for inference whose outputs mean the same as the original's::
@@ -7,6 +7,8 @@ into a module for inference whose outputs mean the same as the original's::
     fast = prepare(model, precision="bf16", compile=True)
     with torch.inference_mode():
         logits = fast(images)  # float32, same structure as model(images)
+
+    int8 = prepare(model, precision="int8", calibration=[batch1, batch2])  # CPU; experimental
 
 The original model is never modified: :func:`fold_batchnorm` works on a deep copy. The returned
 :class:`InferenceModel` is in eval mode, its parameters do not require grad, and it is meant to be
