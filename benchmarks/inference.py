@@ -17,7 +17,6 @@ accuracy).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import platform
 import statistics
 import time
@@ -26,11 +25,9 @@ from collections.abc import Callable
 import torch
 
 from hrnet import create_model
+from hrnet import quantization
 from hrnet.inference import bf16_supported, prepare
 
-
-def int8_available() -> bool:
-    return importlib.util.find_spec("torchao") is not None
 from hrnet.models.complexity import count_macs
 
 
@@ -98,7 +95,7 @@ def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, C
         table["ours prepare fp32 + compile"] = lambda: prepare(ours, "fp32", compile=True)
         if bf16_supported(cpu):
             table["ours prepare bf16 + compile"] = lambda: prepare(ours, "bf16", compile=True)
-        if int8_available():
+        if quantization.available():
             calibration = [torch.randn_like(x) for _ in range(2)]
             table["ours prepare int8 (compiled)"] = lambda: prepare(ours, "int8", calibration=calibration)
     return table
@@ -112,7 +109,7 @@ def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds:
     x = torch.randn(batch, 3, *size)
     table = modes(ours, x, compile_)
     if scaling:
-        fastest = "ours prepare bf16 + compile" if "ours prepare bf16 + compile" in table else "ours prepare fp32 + compile"
+        fastest = next(n for n in ("ours prepare bf16 + compile", "ours prepare fp32 + compile") if n in table)
         table = {fastest: table[fastest]}
     fns = {TIMM: timm_peer(preset, ours)}
     fns.update((name, build()) for name, build in table.items()
@@ -125,7 +122,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="pose only")
     parser.add_argument("--only", choices=["pose", "seg"], help="run only the pose or the segmentation workloads")
     parser.add_argument("--scaling", action="store_true",
-                        help="timm and our fastest mode only, pose_hrnet_w32 over batch 1-8 and input sizes up to 512x1024")
+                        help="timm and our fastest mode only, pose_hrnet_w32 over batch 1-8 and input sizes "
+                        "up to 512x1024")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes")
     parser.add_argument("--modes", help="comma-separated parts of mode names to run (timm always runs), "
                         "e.g. 'bf16 + compile,int8'")

@@ -17,7 +17,6 @@ training batches: 256 crops for pose, 64 for segmentation):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 from collections.abc import Iterable
@@ -28,14 +27,16 @@ import numpy as np
 import torch
 
 from hrnet.demo import PoseDemoConfig, SegDemoConfig, make_pose_data, run_pose_demo, run_seg_demo
+from hrnet import quantization
 from hrnet.inference import bf16_supported, prepare
 
 
-def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]], batches: int) -> dict[str, torch.nn.Module]:
+def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
+          batches: int) -> dict[str, torch.nn.Module]:
     """bf16 with and without compile, and int8 (when torchao is installed) calibrated on the first
     ``batches`` training batches."""
     table = {"bf16": prepare(model, "bf16"), "bf16 + compile": prepare(model, "bf16", compile=True)}
-    if importlib.util.find_spec("torchao") is not None:
+    if quantization.available():
         calibration = [batch["image"] for batch in itertools.islice(loader, batches)]
         table["int8"] = prepare(model, "int8", calibration=calibration)
     return table
@@ -67,7 +68,8 @@ def pose_quality(out: Path, cfg: PoseDemoConfig) -> None:
     ref = np.concatenate(coords["fp32"])
     h, w = cfg.input_size
     ap = json.loads((out / "metrics.json").read_text()).get("AP", float("nan"))
-    print(f"pose model ({task.hparams.model}, {cfg.epochs} epochs, AP {ap:.3f}, {h}x{w} input, {ref.shape[0]} held-out crops, "
+    print(f"pose model ({task.hparams.model}, {cfg.epochs} epochs, AP {ap:.3f}, {h}x{w} input, "
+          f"{ref.shape[0]} held-out crops, "
           f"{ref.shape[0] * ref.shape[1]} joints):")
     for name in fast:
         move = np.linalg.norm(np.concatenate(coords[name]) - ref, axis=-1)

@@ -204,8 +204,9 @@ class InferenceModel(nn.Module):
     """Runs a prepared model: channels_last input, optional bf16 autocast, float32 outputs.
 
     Attributes: ``model`` (the folded model, or for int8 its quantized graph), ``precision``
-    (``"fp32"``, ``"bf16"`` or ``"int8"``, the path actually taken), ``channels_last``, ``compiled``, ``device_type``. Outputs have the original
-    model's structure, dtype float32 and the default (contiguous) memory format.
+    (``"fp32"``, ``"bf16"`` or ``"int8"``, the path actually taken), ``channels_last``, ``compiled``,
+    ``device_type``. Outputs have the original model's structure, dtype float32 and the default
+    (contiguous) memory format.
     """
 
     def __init__(self, model: nn.Module, precision: str, channels_last: bool, device_type: str) -> None:
@@ -344,31 +345,29 @@ def prepare(
             raise ValueError("prepare: int8 needs calibration=<iterable of NCHW input batches>")
         from .quantization import quantize_int8
 
-        quantized = quantize_int8(folded, calibration, channels_last)
+        net: nn.Module = quantize_int8(folded, calibration, channels_last)
         logger.info("prepare: int8 (PT2E, x86 inductor quantizer), float32 outputs")
-        wrapper = InferenceModel(quantized, "int8", channels_last, device.type).eval()
-        if hasattr(model, "preset"):
-            wrapper.preset = model.preset
-        wrapper.compile_inductor(compile_options)
-        return wrapper
-    if calibration is not None:
-        raise ValueError(f"prepare: calibration is for precision='int8', not {precision!r}")
-    if precision == "bf16":
-        if bf16_supported(device):
-            logger.info("prepare: bf16 autocast on %s (native bf16 support), float32 outputs", device.type)
-        else:
-            chosen = "fp32"
-            logger.warning(
-                "prepare: bf16 requested but %s has no native bf16 support; falling back to fp32", device
-            )
-    if channels_last:
-        folded = folded.to(memory_format=torch.channels_last)
-    wrapper = InferenceModel(folded, chosen, channels_last, device.type).eval()
-    if compile:
+    else:
+        if calibration is not None:
+            raise ValueError(f"prepare: calibration is for precision='int8', not {precision!r}")
+        if precision == "bf16":
+            if bf16_supported(device):
+                logger.info("prepare: bf16 autocast on %s (native bf16 support), float32 outputs", device.type)
+            else:
+                chosen = "fp32"
+                logger.warning(
+                    "prepare: bf16 requested but %s has no native bf16 support; falling back to fp32", device
+                )
+        net = folded.to(memory_format=torch.channels_last) if channels_last else folded
+    wrapper = InferenceModel(net, chosen, channels_last, device.type).eval()
+    if hasattr(model, "preset"):
+        wrapper.preset = model.preset  # the int8 graph does not carry it
+    if compile or precision == "int8":
         wrapper.compile_inductor(compile_options)
     return wrapper
 
 
 __all__ = [
-    "ATTRIBUTE_PAIRS", "CalibrateThenInt8", "InferenceModel", "bf16_supported", "count_batchnorm", "fold_batchnorm", "prepare",
+    "ATTRIBUTE_PAIRS", "CalibrateThenInt8", "InferenceModel", "bf16_supported", "count_batchnorm", "fold_batchnorm",
+    "prepare",
 ]

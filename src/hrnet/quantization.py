@@ -18,6 +18,7 @@ Needs ``pip install torchao`` (the ``int8`` extra).
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import operator
 from collections.abc import Callable, Iterable
@@ -49,6 +50,11 @@ def label_partitions(graph_module: torch.fx.GraphModule) -> int:
     return labelled
 
 
+def available() -> bool:
+    """Whether torchao (needed for int8) is installed."""
+    return importlib.util.find_spec("torchao") is not None
+
+
 def _torchao() -> tuple[Callable[..., Any], Callable[..., Any], ModuleType, Callable[..., Any]]:
     """torchao's PT2E entry points, with an install hint when it is missing."""
     try:
@@ -69,8 +75,8 @@ def quantize_int8(
     ``calibration`` yields NCHW float tensors like the inputs the model will see (a few hundred
     real images is the usual recipe; the activation ranges come from them). ``channels_last``:
     the memory format the inputs will have at run time (the graph is traced and calibrated in it;
-    tracing in another format costs about 100x more error against the reference graph). The result only runs
-    fast through ``torch.compile`` with inductor freezing on; eagerly it simulates int8 in fp32.
+    tracing in another format costs about 100x more error against the reference graph). The
+    result only runs fast through ``torch.compile`` with inductor freezing on; eagerly it simulates int8 in fp32.
     """
     prepare_pt2e, convert_pt2e, x86, allow_train_eval = _torchao()
     batches = iter(calibration)
@@ -84,7 +90,8 @@ def quantize_int8(
     layout = torch.channels_last if channels_last else torch.contiguous_format
     auto = torch.export.Dim.AUTO
     with torch.no_grad():
-        exported = torch.export.export(model.eval(), (first.contiguous(memory_format=layout),), dynamic_shapes=({0: auto, 2: auto, 3: auto},))
+        exported = torch.export.export(model.eval(), (first.contiguous(memory_format=layout),),
+                                       dynamic_shapes=({0: auto, 2: auto, 3: auto},))
     graph = exported.module()
     label_partitions(graph)
     quantizer = x86.X86InductorQuantizer()
@@ -98,4 +105,4 @@ def quantize_int8(
     return quantized
 
 
-__all__ = ["SOURCES", "label_partitions", "quantize_int8"]
+__all__ = ["SOURCES", "available", "label_partitions", "quantize_int8"]

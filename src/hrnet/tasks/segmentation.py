@@ -122,9 +122,10 @@ class Segmentation(EvaluationHooks, L.LightningModule):
         """(B, 3, H, W) -> (B, C, H, W) logits with the configured test-time inference, run by this task's
         network or by ``model`` (e.g. its ``hrnet.inference.prepare`` version)."""
         h = self.hparams
-        return predict_logits(self if model is None else model, images, num_classes=h.num_classes, mode=h.eval_mode, crop_size=h.eval_crop,
-                              stride=h.eval_stride, scales=h.eval_scales, flip=h.eval_flip,
-                              align_corners=self.align_corners, window=h.eval_window, base_size=h.eval_base_size)
+        return predict_logits(self if model is None else model, images, num_classes=h.num_classes,
+                              mode=h.eval_mode, crop_size=h.eval_crop, stride=h.eval_stride,
+                              scales=h.eval_scales, flip=h.eval_flip, align_corners=self.align_corners,
+                              window=h.eval_window, base_size=h.eval_base_size)
 
     def _evaluate_batch(self, batch: dict[str, Tensor]) -> None:
         logits = self.predict_logits(batch["image"])
