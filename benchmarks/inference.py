@@ -2,6 +2,7 @@
 pick, eager fp32, features only) against ours in every `hrnet.inference.prepare` mode.
 
     python benchmarks/inference.py [--quick | --scaling] [--only pose|seg] [--no-compile] [--modes M1,M2]
+                                   [--no-tune-malloc]
 
 All modes of a workload are built first, then timed in interleaved rounds (see :func:`measure`):
 ms/image is the median over rounds, and "x timm" the median over rounds of timm's time divided by
@@ -11,7 +12,8 @@ machine's GEMM peak (fp32 and bf16 peaks measured in the same run with large mat
 reaches, counting 2 x the model's multiply-adds as its FLOPs ("% of GEMM peak" for int8 is against
 the bf16 peak: no int8 GEMM peak is measured). Needs ``pip install timm`` (and torchao for int8; the
 int8 mode is calibrated on random inputs, which is fine for speed; see benchmarks/quality.py for its
-accuracy).
+accuracy). The process runs with :func:`hrnet.inference.tune_malloc` (timm too) unless
+``--no-tune-malloc``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from hrnet import create_model
 from hrnet import quantization
-from hrnet.inference import bf16_supported, prepare
+from hrnet.inference import bf16_supported, prepare, tune_malloc
 
 from hrnet.models.complexity import count_macs
 
@@ -129,11 +131,14 @@ def main() -> None:
                         "e.g. 'bf16 + compile,int8'")
     parser.add_argument("--seconds", type=float, default=4.0, help="minimum timed seconds per mode")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (see measure)")
+    parser.add_argument("--no-tune-malloc", action="store_true",
+                        help="keep glibc's default malloc settings (see hrnet.inference.tune_malloc)")
     args = parser.parse_args()
+    malloc = "default malloc" if args.no_tune_malloc or not tune_malloc() else "tuned malloc"
     torch.set_num_threads(torch.get_num_threads())
     peak32, peak16 = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
     print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}; GEMM peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s")
+          f"{torch.__version__}, {malloc}; GEMM peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s")
     workloads = [("pose_hrnet_w32", (256, 192), 1), ("pose_hrnet_w32", (256, 192), 8)]
     if not args.quick:
         workloads.append(("seg_hrnet_w48", (512, 1024), 1))

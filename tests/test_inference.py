@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import logging
 from collections.abc import Callable
 
@@ -236,3 +238,29 @@ def test_prepare_compile_bf16_matches_eager(pose_small) -> None:
 def test_prepare_rejects_unknown_precision() -> None:
     with pytest.raises(ValueError, match="precision"):
         prepare(nn.Conv2d(3, 3, 1), precision="fp16")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def test_tune_malloc_sets_glibc() -> None:
+    """After tune_malloc no freed small block waits in a fast bin (the default puts them there once
+    the thread cache is full) and a 16 MiB block comes from the heap, not from mmap."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("needs glibc >= 2.33 (mallinfo2)")
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    assert inference.tune_malloc() is True
+    blocks = [libc.malloc(48) for _ in range(64)]
+    for block in blocks:
+        libc.free(block)
+    assert libc.mallinfo2().fsmblks == 0
+    mapped = libc.mallinfo2().hblkhd
+    big = libc.malloc(16 << 20)
+    assert libc.mallinfo2().hblkhd == mapped
+    libc.free(big)

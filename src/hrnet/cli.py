@@ -96,6 +96,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .models import get_preset
     from .tasks.common import read_hparams
 
+    from .inference import tune_malloc
+
     is_onnx = Path(args.weights).suffix == ".onnx"
     if (args.backend == "onnxruntime") != is_onnx:
         raise ValueError(f"--backend {args.backend} with --weights {args.weights}: onnxruntime runs .onnx files "
@@ -110,6 +112,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         name = args.model or load_onnx(args.weights).preset
     else:
         name = args.model or read_hparams(args.weights).get("model")
+    tune_malloc()
     if name is not None and get_preset(name).task == "segmentation":
         return _predict_segmentation(args)
     from .tasks.pose_inference import BoxesFile, PosePredictor, TorchvisionDetector, run_prediction
