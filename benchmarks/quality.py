@@ -12,6 +12,9 @@ training batches: 256 crops for pose, 64 for segmentation):
   by at most 0.5 px, and the largest move;
 * segmentation: the share of pixels whose label (the task's own test-time inference, at image
   resolution) is unchanged.
+
+For int8 it also prints ``int8_error`` (:func:`hrnet.quantization.int8_error`), the check ``prepare`` makes
+on the first calibration batch.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 
 from hrnet.demo import PoseDemoConfig, SegDemoConfig, make_pose_data, run_pose_demo, run_seg_demo
 from hrnet import quantization
-from hrnet.inference import bf16_supported, prepare
+from hrnet.inference import INT8_MAX_ERROR, bf16_supported, prepare
 
 
 def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
@@ -74,7 +77,12 @@ def pose_quality(out: Path, cfg: PoseDemoConfig) -> None:
     for name in fast:
         move = np.linalg.norm(np.concatenate(coords[name]) - ref, axis=-1)
         print(f"  {name}: {100 * (move <= 0.5).mean():.2f}% of joints move <= 0.5 px; "
-              f"{100 * (move == 0).mean():.2f}% not at all; largest move {move.max():.2f} px")
+              f"{100 * (move == 0).mean():.2f}% not at all; largest move {move.max():.2f} px{_int8_note(fast[name])}")
+
+
+def _int8_note(model: torch.nn.Module) -> str:
+    error = getattr(model, "int8_error", None)
+    return "" if error is None else f"; int8_error {error:.3f} (warns above {INT8_MAX_ERROR})"
 
 
 def seg_quality(out: Path, epochs: int) -> None:
@@ -99,7 +107,7 @@ def seg_quality(out: Path, epochs: int) -> None:
                 agree[name][1] += same.numel()
     print(f"segmentation demo model ({task.hparams.model}, {epochs} epochs, held-out images):")
     for name, (same, total) in agree.items():
-        print(f"  {name}: {100 * same / total:.3f}% of {total} pixels keep their label")
+        print(f"  {name}: {100 * same / total:.3f}% of {total} pixels keep their label{_int8_note(fast[name])}")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from torch import nn
 
 from hrnet import create_model
 from hrnet.inference import prepare
-from hrnet.quantization import label_partitions, quantize_int8
+from hrnet.quantization import label_partitions, quantize_int8, relative_rms_error
 
 from conftest import randomise, rel_err
 
@@ -99,11 +99,11 @@ def test_calibrate_then_int8(pose) -> None:
     lazy = CalibrateThenInt8(model, batches=2)
     with torch.inference_mode():
         first = [lazy(batch) for batch in calibration[:2]]
-        assert lazy.int8 is None
+        assert lazy.int8 is None and lazy.prepared is None
         assert all(torch.equal(out, model(batch)) for out, batch in zip(first, calibration))
         out = lazy(x)
         ref = model(x)
-    assert lazy.int8 is not None and lazy.int8.precision == "int8"
+    assert lazy.int8 is not None and lazy.int8.precision == "int8" and lazy.prepared is lazy.int8
     assert rel_err(out, ref) < 5e-2
     with pytest.raises(ValueError, match="batches"):
         CalibrateThenInt8(model, batches=0)
@@ -140,3 +140,63 @@ def test_cli_predict_int8(tmp_path, caplog) -> None:
     moved = np.linalg.norm(keypoints("int8") - keypoints("fp32"), axis=-1)
     assert (moved <= 1.0).mean() >= 0.8
     assert main(["predict", *common, "--precision", "int8", "--device", "cuda"]) == 2
+
+
+def test_relative_rms_error_by_hand() -> None:
+    ref = {"a": torch.ones(4), "b": [torch.zeros(2), 2 * torch.ones(1)]}  # squared norm 4 + 4 = 8
+    out = {"a": torch.ones(4), "b": [torch.ones(2), 2 * torch.ones(1)]}  # squared diff 2
+    assert relative_rms_error(ref, out) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="structure"):
+        relative_rms_error(ref, torch.ones(4))
+
+
+def spiky() -> tuple[nn.Module, list[torch.Tensor]]:
+    """A network whose output reads input channel 0 (values about 1) while channel 1 carries sparse
+    spikes of 1e4 that it ignores: per-tensor int8 spends its 255 steps on the spikes."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[0, 0] = 1.0
+        model[0].weight[1, 1] = 1.0
+        model[0].bias.zero_()
+        model[2].weight.zero_()
+        model[2].weight[0, 0] = 1.0
+        model[2].bias.zero_()
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(2):
+        x = torch.randn(2, 2, 16, 16, generator=g).abs()
+        x[:, 1] = 0
+        x[:, 1, 3, 5] = 1e4
+        batches.append(x)
+    return model, batches
+
+
+def test_int8_error_flags_a_model_unfit_for_int8(pose, caplog) -> None:
+    import logging
+
+    model, batches = spiky()
+    with caplog.at_level(logging.WARNING, logger="hrnet.inference"):
+        bad = prepare(model, "int8", calibration=batches)
+    assert bad.int8_error > 0.5
+    assert any("too wide a range" in r.getMessage() for r in caplog.records)
+    good = prepare(pose[0], "int8", calibration=pose[1])
+    assert good.int8_error < 0.05
+
+
+def test_calibrate_then_int8_falls_back(caplog) -> None:
+    """A model int8 breaks runs bf16 (fp32 where bf16 is not native) after calibration instead."""
+    import logging
+
+    from hrnet.inference import CalibrateThenInt8
+
+    model, batches = spiky()
+    lazy = CalibrateThenInt8(model, batches=1)
+    with torch.inference_mode(), caplog.at_level(logging.WARNING, logger="hrnet.inference"):
+        lazy(batches[0])
+        out = lazy(batches[1])
+        ref = model(batches[1])
+    assert lazy.int8 is not None and lazy.int8.int8_error > 0.5
+    assert lazy.prepared is not None and lazy.prepared.precision in ("bf16", "fp32")
+    assert any("running bf16 instead" in r.getMessage() for r in caplog.records)
+    assert rel_err(out, ref) < 1e-2

@@ -54,6 +54,10 @@ logger = logging.getLogger("hrnet.inference")
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
+INT8_MAX_ERROR = 0.1
+"""Above this relative RMS error against fp32 on a calibration batch (:func:`hrnet.quantization.int8_error`)
+:func:`prepare` warns that int8 does not suit the model, and :class:`CalibrateThenInt8` runs bf16 instead."""
+
 ATTRIBUTE_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
     BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
     Bottleneck: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
@@ -207,7 +211,8 @@ class InferenceModel(nn.Module):
 
     Attributes: ``model`` (the folded model, or for int8 its quantized graph), ``precision``
     (``"fp32"``, ``"bf16"`` or ``"int8"``, the path actually taken), ``channels_last``, ``compiled``,
-    ``device_type``. Outputs have the original model's structure, dtype float32 and the default
+    ``device_type``, ``int8_error`` (int8 only, else ``None``: relative RMS error against fp32 on the
+    first calibration batch, :func:`hrnet.quantization.int8_error`). Outputs have the original model's structure, dtype float32 and the default
     (contiguous) memory format.
     """
 
@@ -218,6 +223,7 @@ class InferenceModel(nn.Module):
         self.channels_last = channels_last
         self.device_type = device_type
         self._compiled: Callable[..., Any] | None = None
+        self.int8_error: float | None = None
         if hasattr(model, "preset"):
             self.preset = model.preset
 
@@ -266,32 +272,46 @@ class CalibrateThenInt8(nn.Module):
     """int8 for a stream of inputs with no calibration set at hand (``hrnet predict --precision int8``).
 
     The first ``batches`` calls run ``model`` as it is (fp32, exact results) and keep their inputs;
-    the next call quantizes on those inputs (:func:`prepare` with ``precision="int8"``), and every
-    call from then on runs int8. Attribute ``int8``: the prepared model once it exists.
+    the next call quantizes on those inputs (:func:`prepare` with ``precision="int8"``) and every
+    call from then on runs int8, unless int8 moves the outputs on the first recorded batch by more
+    than ``max_error`` (relative RMS, :func:`hrnet.quantization.int8_error`): then it warns and runs
+    ``prepare(model, "bf16", compile=True)`` instead (which is fp32 where bf16 is not native).
+    Attributes: ``int8`` (the int8 model once built, also when rejected) and ``prepared`` (the
+    model that runs after calibration).
     """
 
-    def __init__(self, model: nn.Module, batches: int = 8, channels_last: bool = True) -> None:
+    def __init__(self, model: nn.Module, batches: int = 8, channels_last: bool = True,
+                 max_error: float = INT8_MAX_ERROR) -> None:
         super().__init__()
         if batches < 1:
             raise ValueError(f"CalibrateThenInt8: batches must be >= 1, got {batches}")
         self.model = model.eval()
         self.batches = batches
         self.channels_last = channels_last
+        self.max_error = max_error
         self.int8: InferenceModel | None = None
+        self.prepared: InferenceModel | None = None
         self._seen: list[Tensor] = []
         if hasattr(model, "preset"):
             self.preset = model.preset
 
     def forward(self, x: Tensor) -> Any:
-        if self.int8 is None and len(self._seen) < self.batches:
+        if self.prepared is None and len(self._seen) < self.batches:
             self._seen.append(x.detach().clone())
             return self.model(x)
-        if self.int8 is None:
+        if self.prepared is None:
             count = sum(batch.shape[0] for batch in self._seen)
             logger.info("int8: calibrating on the first %d inputs (%d batches)", count, len(self._seen))
             self.int8 = prepare(self.model, "int8", channels_last=self.channels_last, calibration=self._seen)
             self._seen = []
-        return self.int8(x)
+            error = self.int8.int8_error
+            if error is not None and error > self.max_error:
+                logger.warning("int8: relative RMS error %.3f against fp32 exceeds %.2f; running bf16 instead",
+                               error, self.max_error)
+                self.prepared = prepare(self.model, "bf16", compile=True, channels_last=self.channels_last)
+            else:
+                self.prepared = self.int8
+        return self.prepared(x)
 
 
 MALLOC_SETTINGS: dict[str, tuple[int, int]] = {
@@ -365,7 +385,9 @@ def prepare(
        quantization with torchao's x86 inductor recipe (:func:`hrnet.quantization.quantize_int8`),
        calibrated on the input batches that ``calibration`` yields (use a few hundred real images:
        the activation ranges come from them). Runs only compiled; oneDNN then executes each
-       conv (+ add) (+ ReLU) as one int8 kernel (AMX or VNNI where the CPU has them).
+       conv (+ add) (+ ReLU) as one int8 kernel (AMX or VNNI where the CPU has them). The result's
+       ``int8_error`` says how far int8 moves the outputs on the first calibration batch (relative
+       RMS error); above :data:`INT8_MAX_ERROR` a warning says the model does not suit int8.
 
     The result is in eval mode; call it under ``torch.inference_mode()``.
     """
@@ -381,10 +403,17 @@ def prepare(
             raise ValueError(f"prepare: int8 is a CPU path (oneDNN); the model is on {device}")
         if calibration is None:
             raise ValueError("prepare: int8 needs calibration=<iterable of NCHW input batches>")
-        from .quantization import quantize_int8
+        from .quantization import int8_error, quantize_int8
 
-        net: nn.Module = quantize_int8(folded, calibration, channels_last)
-        logger.info("prepare: int8 (PT2E, x86 inductor quantizer), float32 outputs")
+        batches = list(calibration)
+        net: nn.Module = quantize_int8(folded, batches, channels_last)
+        error = int8_error(folded, net, batches[0], channels_last)
+        logger.info("prepare: int8 (PT2E, x86 inductor quantizer), float32 outputs; relative RMS error "
+                    "against fp32 on the first calibration batch: %.4f", error)
+        if error > INT8_MAX_ERROR:
+            logger.warning("prepare: int8 changes this model's outputs by %.3f (relative RMS, above %.2f) on the "
+                           "first calibration batch: its activations span too wide a range for per-tensor int8; "
+                           "use bf16", error, INT8_MAX_ERROR)
     else:
         if calibration is not None:
             raise ValueError(f"prepare: calibration is for precision='int8', not {precision!r}")
@@ -398,6 +427,8 @@ def prepare(
                 )
         net = folded.to(memory_format=torch.channels_last) if channels_last else folded
     wrapper = InferenceModel(net, chosen, channels_last, device.type).eval()
+    if precision == "int8":
+        wrapper.int8_error = error
     if hasattr(model, "preset"):
         wrapper.preset = model.preset  # the int8 graph does not carry it
     if compile or precision == "int8":
@@ -406,6 +437,6 @@ def prepare(
 
 
 __all__ = [
-    "ATTRIBUTE_PAIRS", "CalibrateThenInt8", "InferenceModel", "MALLOC_SETTINGS", "bf16_supported", "count_batchnorm",
+    "ATTRIBUTE_PAIRS", "CalibrateThenInt8", "INT8_MAX_ERROR", "InferenceModel", "MALLOC_SETTINGS", "bf16_supported", "count_batchnorm",
     "fold_batchnorm", "prepare", "tune_malloc",
 ]
