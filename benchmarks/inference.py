@@ -2,7 +2,7 @@
 pick, eager fp32, features only) against ours in every `hrnet.inference.prepare` mode.
 
     python benchmarks/inference.py [--quick | --scaling] [--only pose|seg] [--no-compile] [--modes M1,M2]
-                                   [--no-tune-malloc]
+                                   [--tune-malloc]
 
 All modes of a workload are built first, then timed in interleaved rounds (see :func:`measure`):
 ms/image is the median over rounds, and "x timm" the median over rounds of timm's time divided by
@@ -12,8 +12,8 @@ machine's GEMM peak (fp32 and bf16 peaks measured in the same run with large mat
 reaches, counting 2 x the model's multiply-adds as its FLOPs ("% of GEMM peak" for int8 is against
 the bf16 peak: no int8 GEMM peak is measured). Needs ``pip install timm`` (and torchao for int8; the
 int8 mode is calibrated on random inputs, which is fine for speed; see benchmarks/quality.py for its
-accuracy). The process runs with :func:`hrnet.inference.tune_malloc` (timm too) unless
-``--no-tune-malloc``.
+accuracy). ``--tune-malloc`` runs the whole process, timm included, with
+:func:`hrnet.inference.tune_malloc`; by default both run with glibc's defaults, as a user's process would.
 """
 
 from __future__ import annotations
@@ -131,10 +131,10 @@ def main() -> None:
                         "e.g. 'bf16 + compile,int8'")
     parser.add_argument("--seconds", type=float, default=4.0, help="minimum timed seconds per mode")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (see measure)")
-    parser.add_argument("--no-tune-malloc", action="store_true",
-                        help="keep glibc's default malloc settings (see hrnet.inference.tune_malloc)")
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="run the whole process (timm too) with hrnet.inference.tune_malloc")
     args = parser.parse_args()
-    malloc = "default malloc" if args.no_tune_malloc or not tune_malloc() else "tuned malloc"
+    malloc = "tuned malloc" if args.tune_malloc and tune_malloc() else "default malloc"
     torch.set_num_threads(torch.get_num_threads())
     peak32, peak16 = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
     print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "

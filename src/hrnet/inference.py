@@ -328,9 +328,11 @@ def tune_malloc() -> bool:
 
     Every convolution call through PyTorch's oneDNN bindings allocates and frees a few aligned
     blocks of kilobytes to megabytes (primitive attributes, memory descriptors, scratchpad, the
-    output). With glibc's defaults each large request first consolidates the fast bins and blocks
-    over 128 KiB come from fresh ``mmap`` pages, about a tenth of the time of a compiled pose
-    model on a 2-core CPU (``benchmarks/inference.py --no-tune-malloc`` shows the difference).
+    output), and eager models allocate every activation. With glibc's defaults each large request
+    first consolidates the fast bins and blocks over 128 KiB come from fresh ``mmap`` pages. On a
+    2-core CPU this took 5-9% of a compiled bf16 pose_hrnet_w32's time (measured in one process,
+    alternating settings). timm's eager fp32 HRNet ran 14% faster at batch 8 with the tuning
+    (``benchmarks/inference.py --tune-malloc`` against a run without).
     Settings (:data:`MALLOC_SETTINGS`): no fast bins, ``mmap`` only above 32 MiB, and freed heap
     memory is kept for reuse rather than returned to the system until 1 GiB is free at the top,
     so the process's resident memory stays near its peak. Process-wide and not undone; call it
