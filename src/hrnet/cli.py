@@ -93,10 +93,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Pose keypoints or segmentation labels for an image, a folder of images or a video."""
+    from .inference import tune_malloc
     from .models import get_preset
     from .tasks.common import read_hparams
-
-    from .inference import tune_malloc
 
     is_onnx = Path(args.weights).suffix == ".onnx"
     if (args.backend == "onnxruntime") != is_onnx:

@@ -212,7 +212,8 @@ class InferenceModel(nn.Module):
     Attributes: ``model`` (the folded model, or for int8 its quantized graph), ``precision``
     (``"fp32"``, ``"bf16"`` or ``"int8"``, the path actually taken), ``channels_last``, ``compiled``,
     ``device_type``, ``int8_error`` (int8 only, else ``None``: relative RMS error against fp32 on the
-    first calibration batch, :func:`hrnet.quantization.int8_error`). Outputs have the original model's structure, dtype float32 and the default
+    first calibration batch, :func:`hrnet.quantization.int8_error`), and ``preset`` when the original
+    model has one. Outputs have the original model's structure, dtype float32 and the default
     (contiguous) memory format.
     """
 
@@ -224,8 +225,6 @@ class InferenceModel(nn.Module):
         self.device_type = device_type
         self._compiled: Callable[..., Any] | None = None
         self.int8_error: float | None = None
-        if hasattr(model, "preset"):
-            self.preset = model.preset
 
     @property
     def compiled(self) -> bool:
@@ -398,6 +397,7 @@ def prepare(
     folded = fold_batchnorm(model)
     device = _device_of(folded)
     chosen = precision
+    error: float | None = None
     if precision == "int8":
         if compile is False:
             raise ValueError("prepare: int8 runs only through inductor; leave compile at None or True")
@@ -429,8 +429,7 @@ def prepare(
                 )
         net = folded.to(memory_format=torch.channels_last) if channels_last else folded
     wrapper = InferenceModel(net, chosen, channels_last, device.type).eval()
-    if precision == "int8":
-        wrapper.int8_error = error
+    wrapper.int8_error = error
     if hasattr(model, "preset"):
         wrapper.preset = model.preset  # the int8 graph does not carry it
     if compile or precision == "int8":
@@ -439,6 +438,6 @@ def prepare(
 
 
 __all__ = [
-    "ATTRIBUTE_PAIRS", "CalibrateThenInt8", "INT8_MAX_ERROR", "InferenceModel", "MALLOC_SETTINGS", "bf16_supported", "count_batchnorm",
-    "fold_batchnorm", "prepare", "tune_malloc",
+    "ATTRIBUTE_PAIRS", "CalibrateThenInt8", "INT8_MAX_ERROR", "InferenceModel", "MALLOC_SETTINGS", "bf16_supported",
+    "count_batchnorm", "fold_batchnorm", "prepare", "tune_malloc",
 ]
