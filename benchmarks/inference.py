@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 
 from hrnet import create_model
-from hrnet import quantization
+from hrnet import openvino_backend, quantization
 from hrnet.inference import bf16_supported, prepare, tune_malloc
 
 from hrnet.models.complexity import count_macs
@@ -100,6 +100,13 @@ def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, C
         if quantization.available():
             calibration = [torch.randn_like(x) for _ in range(2)]
             table["ours prepare int8 (compiled)"] = lambda: prepare(ours, "int8", calibration=calibration)
+    if openvino_backend.available():
+        table["ours openvino fp32"] = lambda: prepare(ours, "fp32", backend="openvino")
+        if openvino_backend.bf16_native():
+            table["ours openvino bf16"] = lambda: prepare(ours, "bf16", backend="openvino")
+        if openvino_backend.available(int8=True):
+            ov_calibration = [torch.randn_like(x) for _ in range(2)]
+            table["ours openvino int8"] = lambda: prepare(ours, "int8", calibration=ov_calibration, backend="openvino")
     return table
 
 

@@ -5,8 +5,9 @@
 Trains (or, if ``OUT/pose``, ``OUT/pose_w32`` / ``OUT/seg`` already hold a finished run, reuses) the pose
 demo model, a pose_hrnet_w32 trained briefly on the same synthetic COCO data (:data:`W32`) and the
 segmentation demo model, then runs every held-out sample through eager fp32 and through
-``prepare(..., "bf16")`` with and without ``compile``, and through ``prepare(..., "int8")`` (calibrated on
-training batches: 256 crops for pose, 64 for segmentation):
+``prepare(..., "bf16")`` with and without ``compile``, through ``prepare(..., "int8")``, and through
+OpenVINO (``backend="openvino"``) in bf16 and int8 (int8 calibrated on training batches: 256 crops for
+pose, 64 for segmentation):
 
 * pose: decoded keypoints (the task's own codec, in input-crop pixels) - the share of joints that move
   by at most 0.5 px, and the largest move;
@@ -30,18 +31,22 @@ import numpy as np
 import torch
 
 from hrnet.demo import PoseDemoConfig, SegDemoConfig, make_pose_data, run_pose_demo, run_seg_demo
-from hrnet import quantization
+from hrnet import openvino_backend, quantization
 from hrnet.inference import INT8_MAX_ERROR, bf16_supported, prepare
 
 
 def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
           batches: int) -> dict[str, torch.nn.Module]:
-    """bf16 with and without compile, and int8 (when torchao is installed) calibrated on the first
-    ``batches`` training batches."""
+    """bf16 with and without compile, int8 (when torchao is installed), and OpenVINO's bf16 and int8
+    (when openvino and nncf are installed); int8 calibrated on the first ``batches`` training batches."""
     table = {"bf16": prepare(model, "bf16"), "bf16 + compile": prepare(model, "bf16", compile=True)}
+    calibration = [batch["image"] for batch in itertools.islice(loader, batches)]
     if quantization.available():
-        calibration = [batch["image"] for batch in itertools.islice(loader, batches)]
         table["int8"] = prepare(model, "int8", calibration=calibration)
+    if openvino_backend.available():
+        table["openvino bf16"] = prepare(model, "bf16", backend="openvino")
+    if openvino_backend.available(int8=True):
+        table["openvino int8"] = prepare(model, "int8", calibration=calibration, backend="openvino")
     return table
 
 

@@ -97,18 +97,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .models import get_preset
     from .tasks.common import read_hparams
 
-    is_onnx = Path(args.weights).suffix == ".onnx"
-    if (args.backend == "onnxruntime") != is_onnx:
+    suffix = Path(args.weights).suffix
+    exported = suffix in (".onnx", ".xml")
+    runs = {".onnx": ("onnxruntime",), ".xml": ("openvino",)}.get(suffix, ("torch", "openvino"))
+    if args.backend not in runs:
         raise ValueError(f"--backend {args.backend} with --weights {args.weights}: onnxruntime runs .onnx files "
-                         "(made by `hrnet export onnx`), torch runs checkpoints")
-    if is_onnx and (args.precision != "fp32" or args.compile):
-        raise ValueError("--precision bf16/int8 and --compile apply to the torch backend, not --backend onnxruntime")
-    if args.precision == "int8" and args.device != "cpu":
-        raise ValueError(f"--precision int8 runs on the CPU (oneDNN), not --device {args.device}")
-    if is_onnx:
-        from .tasks.pose_inference import load_onnx
+                         "(`hrnet export onnx`), openvino runs .xml files (`hrnet export openvino`) and checkpoints, "
+                         "torch runs checkpoints")
+    if args.backend == "onnxruntime" and args.precision != "fp32":
+        raise ValueError("--precision bf16/int8 applies to the torch and openvino backends, not --backend onnxruntime")
+    if args.compile and args.backend != "torch":
+        raise ValueError(f"--compile applies to the torch backend; --backend {args.backend} always compiles")
+    if suffix == ".xml" and args.precision == "int8":
+        raise ValueError(f"--precision int8 with --weights {args.weights}: int8 is calibrated from a checkpoint; "
+                         "pass the checkpoint with --backend openvino")
+    if (args.precision == "int8" or args.backend == "openvino") and args.device != "cpu":
+        raise ValueError(f"--precision int8 and --backend openvino run on the CPU, not --device {args.device}")
+    if exported:
+        from .tasks.pose_inference import load_exported
 
-        name = args.model or load_onnx(args.weights).preset
+        name = args.model or load_exported(args.weights).preset
     else:
         name = args.model or read_hparams(args.weights).get("model")
     tune_malloc()
@@ -133,14 +141,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _speed_up(predictor: Any, args: argparse.Namespace) -> None:
-    """``--precision bf16|int8`` / ``--compile``: run the predictor's torch model through ``inference.prepare``
-    (int8: calibrated on the first ``--calibration-batches`` model inputs, which run in fp32)."""
+    """``--precision bf16|int8`` / ``--compile`` / ``--backend openvino``: run the predictor's torch model
+    through ``inference.prepare`` (int8: calibrated on the first ``--calibration-batches`` model inputs,
+    which run in fp32); an ``.xml`` file just takes the precision."""
     from .inference import CalibrateThenInt8, prepare
+    from .openvino_backend import OpenVinoModel
 
-    if args.precision == "int8":
-        predictor.model = CalibrateThenInt8(predictor.model, args.calibration_batches)
-    elif args.precision != "fp32" or args.compile:
-        predictor.model = prepare(predictor.model, args.precision, compile=args.compile)
+    if isinstance(predictor.model, OpenVinoModel):
+        predictor.model = predictor.model.with_precision(args.precision)
+    elif args.backend == "onnxruntime":
+        return
+    elif args.precision == "int8":
+        predictor.model = CalibrateThenInt8(predictor.model, args.calibration_batches, backend=args.backend)
+    elif args.precision != "fp32" or args.compile or args.backend == "openvino":
+        predictor.model = prepare(predictor.model, args.precision, compile=args.compile or None, backend=args.backend)
 
 
 def _predict_segmentation(args: argparse.Namespace) -> int:
@@ -157,7 +171,7 @@ def _predict_segmentation(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a checkpoint to ONNX and check onnxruntime against PyTorch on a random input."""
+    """Export a checkpoint to ONNX (or OpenVINO) and check onnxruntime (OpenVINO) against PyTorch on a random input."""
     from .export import OnnxModel, export_onnx, max_abs_diff
     from .models import create_model, get_preset
     from .tasks.common import read_hparams
@@ -187,6 +201,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         head["num_joints"] = resolve_keypoints(hparams["keypoints"]).num_joints
     size = tuple(args.input_size or hparams.get("input_size") or preset.input_size)
     model = create_model(name, weights=weights, **head).eval()
+    if args.format == "openvino":
+        return _export_openvino(model, name, size, Path(args.out or weights.with_suffix(".xml")), args)
     out = Path(args.out or weights.with_suffix(".onnx"))
     export_onnx(model, out, input_size=size, dynamic_hw=not args.static, opset=args.opset)
     onnx_model = OnnxModel(out)
@@ -194,6 +210,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     diff, scale = max_abs_diff(model, onnx_model, torch.randn(1, 3, *size))
     print(f"wrote {out} ({name}, input {size[0]}x{size[1]}, dynamic batch, {kind} H/W)")
     print(f"max abs diff onnxruntime vs PyTorch: {diff:.3g} (max abs output {scale:.3g})")
+    return 0
+
+
+def _export_openvino(model: Any, name: str, size: tuple[int, ...], out: Path, args: argparse.Namespace) -> int:
+    """``hrnet export openvino``: an fp32 OpenVINO model (dynamic batch, H and W), read back and compared
+    with PyTorch; the precision (fp32/bf16) is chosen when it runs (``hrnet predict --precision``)."""
+    from .export import max_abs_diff
+    from .openvino_backend import OpenVinoModel
+
+    if args.static or args.opset is not None:
+        raise ValueError("--static and --opset apply to `hrnet export onnx`")
+    converted = OpenVinoModel.convert(model, "fp32", example=torch.randn(1, 3, *size))
+    converted.input_size = (int(size[0]), int(size[1]))
+    converted.save(out)
+    diff, scale = max_abs_diff(model, OpenVinoModel.load(out), torch.randn(1, 3, *size))
+    print(f"wrote {out} and {out.with_suffix('.bin')} ({name}, input {size[0]}x{size[1]}, dynamic batch and H/W)")
+    print(f"max abs diff OpenVINO fp32 vs PyTorch: {diff:.3g} (max abs output {scale:.3g})")
     return 0
 
 
@@ -242,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", help="torchvision detection model name, e.g. fasterrcnn_resnet50_fpn")
     p.add_argument("--detector-weights", help="state dict for --detector")
     p.add_argument("--box-threshold", type=float, help="minimum box score (default: 0 for --boxes, 0.5 for --detector)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="onnxruntime: --weights is an .onnx file from `hrnet export onnx`")
+    p.add_argument("--backend", choices=["torch", "openvino", "onnxruntime"], default="torch",
+                   help="openvino (CPU; pip install openvino, fastest here): a checkpoint, or an .xml file from "
+                   "`hrnet export openvino`; onnxruntime: an .onnx file from `hrnet export onnx`")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
     p.set_defaults(func=cmd_predict)
@@ -256,18 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="do not resume from OUT/checkpoints/last.ckpt")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch with onnxruntime)")
-    p.add_argument("format", choices=["onnx"], help="output format")
+    p = sub.add_parser("export", help="export a model to ONNX or OpenVINO (checked against PyTorch)")
+    p.add_argument("format", choices=["onnx", "openvino"], help="output format (openvino: .xml + .bin, fp32 weights)")
     p.add_argument("model", nargs="?", help="preset name (read from our checkpoints when omitted)")
     p.add_argument("--weights", required=True, help="checkpoint (ours, Lightning .ckpt, or official)")
-    p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx)")
+    p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx / .xml)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                    help="example input size (default: from the checkpoint, else the preset's)")
     p.add_argument("--num-classes", type=int, help="classification/segmentation classes")
     p.add_argument("--num-joints", type=int, help="pose keypoints")
     p.add_argument("--num-landmarks", type=int, help="face landmarks")
-    p.add_argument("--static", action="store_true", help="fixed height and width (the batch axis stays dynamic)")
-    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--static", action="store_true",
+                   help="onnx: fixed height and width (the batch axis stays dynamic; openvino files are always dynamic)")
+    p.add_argument("--opset", type=int, help="onnx: opset (default: the exporter's)")
     p.set_defaults(func=cmd_export)
     return parser
 

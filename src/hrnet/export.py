@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,9 +174,10 @@ class OnnxModel:
         return f"OnnxModel({str(self.path)!r}, outputs={self.output_names})"
 
 
-def max_abs_diff(model: nn.Module, onnx_model: OnnxModel, images: Tensor) -> tuple[float, float]:
-    """Largest absolute difference between PyTorch and onnxruntime outputs on ``images``, and the
-    largest absolute PyTorch output value (the scale to judge the difference against)."""
+def max_abs_diff(model: nn.Module, exported: Callable[[Tensor], Any], images: Tensor) -> tuple[float, float]:
+    """Largest absolute difference between PyTorch and an exported model's outputs (onnxruntime's
+    :class:`OnnxModel`, or OpenVINO's) on ``images``, and the largest absolute PyTorch output value
+    (the scale to judge the difference against)."""
     was_training = model.training
     model.eval()
     try:
@@ -184,11 +185,11 @@ def max_abs_diff(model: nn.Module, onnx_model: OnnxModel, images: Tensor) -> tup
             ref = model(images)
     finally:
         model.train(was_training)
-    got = onnx_model(images)
+    got = exported(images)
     refs = [ref] if isinstance(ref, Tensor) else list(ref)
     gots = [got] if isinstance(got, Tensor) else list(got)
     if len(refs) != len(gots) or any(r.shape != g.shape for r, g in zip(refs, gots)):
-        raise RuntimeError(f"ONNX outputs {[tuple(g.shape) for g in gots]} differ in shape from PyTorch's "
+        raise RuntimeError(f"exported model's outputs {[tuple(g.shape) for g in gots]} differ in shape from PyTorch's "
                            f"{[tuple(r.shape) for r in refs]}")
     diff = max(float((r.float().cpu() - g.float().cpu()).abs().max()) for r, g in zip(refs, gots))
     scale = max(float(r.float().abs().max()) for r in refs)

@@ -42,7 +42,7 @@ import ctypes.util
 import logging
 import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -50,9 +50,13 @@ from torch import Tensor, nn
 from .models.blocks import BasicBlock, Bottleneck
 from .models.hrnet import HRNetBackbone
 
+if TYPE_CHECKING:
+    from .openvino_backend import OpenVinoModel
+
 logger = logging.getLogger("hrnet.inference")
 
 PRECISIONS = ("fp32", "bf16", "int8")
+BACKENDS = ("torch", "openvino")
 
 INT8_MAX_ERROR = 0.1
 """Above this relative RMS error against fp32 on a calibration batch (:func:`hrnet.quantization.int8_error`)
@@ -275,12 +279,13 @@ class CalibrateThenInt8(nn.Module):
     call from then on runs int8, unless int8 moves the outputs on the first recorded batch by more
     than ``max_error`` (relative RMS, :func:`hrnet.quantization.int8_error`): then it warns and runs
     ``prepare(model, "bf16", compile=True)`` instead (which is fp32 where bf16 is not native).
+    ``backend`` is :func:`prepare`'s (``"openvino"``: NNCF int8, OpenVINO bf16 as the fallback).
     Attributes: ``int8`` (the int8 model once built, also when rejected) and ``prepared`` (the
     model that runs after calibration).
     """
 
     def __init__(self, model: nn.Module, batches: int = 8, channels_last: bool = True,
-                 max_error: float = INT8_MAX_ERROR) -> None:
+                 max_error: float = INT8_MAX_ERROR, backend: str = "torch") -> None:
         super().__init__()
         if batches < 1:
             raise ValueError(f"CalibrateThenInt8: batches must be >= 1, got {batches}")
@@ -288,8 +293,9 @@ class CalibrateThenInt8(nn.Module):
         self.batches = batches
         self.channels_last = channels_last
         self.max_error = max_error
-        self.int8: InferenceModel | None = None
-        self.prepared: InferenceModel | None = None
+        self.backend = backend
+        self.int8: InferenceModel | OpenVinoModel | None = None
+        self.prepared: InferenceModel | OpenVinoModel | None = None
         self._seen: list[Tensor] = []
         if hasattr(model, "preset"):
             self.preset = model.preset
@@ -301,13 +307,15 @@ class CalibrateThenInt8(nn.Module):
         if self.prepared is None:
             count = sum(batch.shape[0] for batch in self._seen)
             logger.info("int8: calibrating on the first %d inputs (%d batches)", count, len(self._seen))
-            self.int8 = prepare(self.model, "int8", channels_last=self.channels_last, calibration=self._seen)
+            self.int8 = prepare(self.model, "int8", channels_last=self.channels_last, calibration=self._seen,
+                                backend=self.backend)
             self._seen = []
             error = self.int8.int8_error
             if error is not None and error > self.max_error:
                 logger.warning("int8: relative RMS error %.3f against fp32 exceeds %.2f; running bf16 instead",
                                error, self.max_error)
-                self.prepared = prepare(self.model, "bf16", compile=True, channels_last=self.channels_last)
+                self.prepared = (prepare(self.model, "bf16", backend="openvino") if self.backend == "openvino" else
+                                 prepare(self.model, "bf16", compile=True, channels_last=self.channels_last))
             else:
                 self.prepared = self.int8
         return self.prepared(x)
@@ -359,6 +367,31 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _in_channels(model: nn.Module) -> int:
+    return next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
+
+
+def _prepare_openvino(folded: nn.Module, precision: str, device: torch.device, compile: bool | None,
+                      compile_options: Mapping[str, Any] | None, calibration: Iterable[Tensor] | None
+                      ) -> OpenVinoModel:
+    from .openvino_backend import OpenVinoModel
+
+    if device.type != "cpu":
+        raise ValueError(f"prepare: the OpenVINO backend runs on the CPU; the model is on {device}")
+    if compile is False or compile_options:
+        raise ValueError("prepare: compile=False and compile_options are for backend='torch' (OpenVINO always compiles)")
+    batches = list(calibration) if calibration is not None else None
+    if (precision == "int8") != (batches is not None):
+        raise ValueError("prepare: calibration=<iterable of NCHW input batches> is needed for int8 and only for int8")
+    example = batches[0][:1] if batches else torch.randn(1, _in_channels(folded), 256, 256)
+    result = OpenVinoModel.convert(folded, precision, example=example, calibration=batches)
+    if result.int8_error is not None and result.int8_error > INT8_MAX_ERROR:
+        logger.warning("prepare: OpenVINO int8 changes this model's outputs by %.3f (relative RMS, above %.2f) on "
+                       "the first calibration batch; use bf16", result.int8_error, INT8_MAX_ERROR)
+    logger.info("prepare: OpenVINO backend, %s, float32 outputs", result.precision)
+    return result
+
+
 def prepare(
     model: nn.Module,
     precision: str = "fp32",
@@ -366,8 +399,14 @@ def prepare(
     channels_last: bool = True,
     compile_options: Mapping[str, Any] | None = None,
     calibration: Iterable[Tensor] | None = None,
-) -> InferenceModel:
+    backend: str = "torch",
+) -> InferenceModel | OpenVinoModel:
     """A fast-inference version of ``model`` with the same outputs' meaning.
+
+    ``backend="openvino"`` (CPU; ``pip install openvino``, plus ``nncf`` for int8) hands the folded
+    model to OpenVINO instead (:class:`hrnet.openvino_backend.OpenVinoModel`: compiled per input
+    shape, fastest on CPUs; ``compile``, ``compile_options`` and ``channels_last`` do not apply).
+    The steps below are the default ``backend="torch"``:
 
     1. :func:`fold_batchnorm` (a deep copy; ``model`` is left untouched);
     2. ``channels_last``: the copy's weights and every 4-D input in NHWC memory format;
@@ -394,8 +433,12 @@ def prepare(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"prepare: precision must be one of {PRECISIONS}, got {precision!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"prepare: backend must be one of {BACKENDS}, got {backend!r}")
     folded = fold_batchnorm(model)
     device = _device_of(folded)
+    if backend == "openvino":
+        return _prepare_openvino(folded, precision, device, compile, compile_options, calibration)
     chosen = precision
     error: float | None = None
     if precision == "int8":

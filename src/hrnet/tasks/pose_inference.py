@@ -47,9 +47,10 @@ class PosePredictor:
                         decode: str | None = None, flip_test: bool = True, device: str = "cpu") -> "PosePredictor":
         """Our Lightning checkpoints carry model name, keypoint set and input size; for official
         files (plain state dicts) pass ``model`` (and ``keypoints``/``input_size`` if not COCO 256x192).
-        An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime."""
-        onnx = load_onnx(weights)
-        hparams = read_hparams(weights) if onnx is None else {"model": onnx.preset, "input_size": onnx.input_size}
+        An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime, an ``.xml`` file (``hrnet export
+        openvino``) in OpenVINO."""
+        exported = load_exported(weights)
+        hparams = read_hparams(weights) if exported is None else {"model": exported.preset, "input_size": exported.input_size}
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. pose_hrnet_w32)")
@@ -57,7 +58,7 @@ class PosePredictor:
         size = tuple(input_size or hparams.get("input_size") or get_preset(name).input_size)
         codec = HeatmapCodec.from_spec(spec, size, sigma=hparams.get("sigma", 2.0),
                                        decode=decode or hparams.get("decode", "argmax"))
-        net = onnx if onnx is not None else create_model(name, weights=weights, num_joints=spec.num_joints)
+        net = exported if exported is not None else create_model(name, weights=weights, num_joints=spec.num_joints)
         return cls(net, spec, codec, flip_test, device)
 
     @torch.no_grad()
@@ -132,13 +133,19 @@ class TorchvisionDetector:
                 for (x1, y1, x2, y2), s in zip(det["boxes"][keep].tolist(), det["scores"][keep].tolist())]
 
 
-def load_onnx(weights: str | Path) -> Any:
-    """An onnxruntime-backed model for ``.onnx`` files, else ``None`` (PyTorch checkpoints)."""
-    if Path(weights).suffix != ".onnx":
-        return None
-    from ..export import OnnxModel
+def load_exported(weights: str | Path) -> Any:
+    """An onnxruntime-backed model for ``.onnx`` files, an OpenVINO one (fp32) for ``.xml`` files,
+    else ``None`` (PyTorch checkpoints)."""
+    suffix = Path(weights).suffix
+    if suffix == ".onnx":
+        from ..export import OnnxModel
 
-    return OnnxModel(weights)
+        return OnnxModel(weights)
+    if suffix == ".xml":
+        from ..openvino_backend import OpenVinoModel
+
+        return OpenVinoModel.load(weights)
+    return None
 
 
 def _jsonable(person: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ..data.segmentation import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ..data.transforms import normalize_image
 from ..models import create_model, get_preset
 from .common import read_hparams, write_atomic
-from .pose_inference import iter_inputs, load_onnx
+from .pose_inference import iter_inputs, load_exported
 from .seg_inference import predict_logits
 
 
@@ -49,15 +49,16 @@ class SegPredictor:
     def from_checkpoint(cls, weights: str | Path, model: str | None = None, num_classes: int | None = None,
                         **settings: Any) -> "SegPredictor":
         """Our Lightning checkpoints carry the preset and classes; official files need ``model``
-        (and ``num_classes`` when not 19). An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime."""
-        onnx = load_onnx(weights)
-        hparams = read_hparams(weights) if onnx is None else {"model": onnx.preset}
+        (and ``num_classes`` when not 19). An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime, an
+        ``.xml`` file (``hrnet export openvino``) in OpenVINO."""
+        exported = load_exported(weights)
+        hparams = read_hparams(weights) if exported is None else {"model": exported.preset}
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. seg_hrnet_w48)")
         k = num_classes or hparams.get("num_classes", 19)
         names = hparams.get("class_names") or (CITYSCAPES_CLASSES if k == 19 else [f"class_{i}" for i in range(k)])
-        net = onnx if onnx is not None else create_model(name, weights=weights, num_classes=k)
+        net = exported if exported is not None else create_model(name, weights=weights, num_classes=k)
         return cls(net, k, names, align_corners=bool(get_preset(name).spec.align_corners), **settings)
 
     @torch.no_grad()

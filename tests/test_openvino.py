@@ -1,0 +1,255 @@
+"""hrnet.openvino_backend: OpenVINO fp32 against eager PyTorch (1e-4), bf16 and its fallback, int8 with
+its error check, dynamic shapes, save/load, and `hrnet predict/export` with the OpenVINO backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hrnet.openvino_backend as ovb
+from hrnet import create_model
+from hrnet.cli import main
+from hrnet.inference import CalibrateThenInt8, prepare
+from hrnet.models import HRNet, HRNetBackbone, OCRHead, get_preset
+
+from conftest import as_list, randomise, rel_err
+
+pytestmark = pytest.mark.skipif(not ovb.available(), reason="openvino is not installed")
+needs_nncf = pytest.mark.skipif(not ovb.available(int8=True), reason="nncf is not installed")
+
+
+def tiny_ocr() -> nn.Module:
+    backbone = HRNetBackbone(get_preset("seg_hrnet_w18_small_v1").spec)
+    return HRNet(backbone, OCRHead(backbone.out_channels, 19, mid_channels=32, key_channels=16, align_corners=True))
+
+
+BUILDERS = {
+    "pose_hrnet_w18_small": lambda: create_model("pose_hrnet_w18_small"),
+    "seg_hrnet_w18_small_v1": lambda: create_model("seg_hrnet_w18_small_v1"),
+    "hrnet_w18_small": lambda: create_model("hrnet_w18_small"),
+    "hrnet_w18_small features": lambda: create_model("hrnet_w18_small", features_only=True),
+    "tiny_ocr": tiny_ocr,
+}
+
+
+@pytest.fixture(scope="module")
+def converted() -> dict[str, tuple[nn.Module, ovb.OpenVinoModel]]:
+    """Each model (random unit-gain weights, random BN statistics) and its OpenVINO fp32 conversion."""
+    result = {}
+    for i, (name, build) in enumerate(BUILDERS.items()):
+        model = randomise(build(), seed=i).eval()
+        result[name] = model, prepare(model, "fp32", backend="openvino")
+    return result
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_fp32_matches_pytorch_at_any_shape(converted, name: str) -> None:
+    """Traced once, then run at new batch sizes and image sizes (each compiled on first use): the
+    same output structure as PyTorch and values within 1e-4 of its output scale."""
+    model, fast = converted[name]
+    assert fast.precision == "fp32"
+    g = torch.Generator().manual_seed(5)
+    for shape in [(1, 3, 64, 64), (3, 3, 96, 64)]:
+        x = torch.randn(*shape, generator=g)
+        with torch.inference_mode():
+            ref = model(x)
+        out = fast(x)
+        assert type(out) is type(ref)
+        assert [t.shape for t in as_list(out)] == [t.shape for t in as_list(ref)]
+        assert rel_err(out, ref) < 1e-4
+
+
+def test_fp32_comparison_is_sensitive(converted) -> None:
+    """A one-percent change to one weight is far above the 1e-4 bar, so the check above can fail."""
+    model, fast = converted["pose_hrnet_w18_small"]
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        changed = randomise(create_model("pose_hrnet_w18_small"), seed=0).eval()
+        changed.backbone.stage4[0].branches[0][0].conv1.weight.mul_(1.01)
+        assert rel_err(fast(x), changed(x)) > 1e-3
+
+
+def compiled_precision(fast: ovb.OpenVinoModel) -> str:
+    """The inference precision OpenVINO compiled the most recent input shape with ("f32", "bf16")."""
+    request = next(reversed(fast._requests.values()))
+    return request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT").to_string()
+
+
+def test_fp32_precision_is_really_f32(converted) -> None:
+    """OpenVINO's default on AMX CPUs is bf16 even for an fp32 model: fp32 must ask for f32."""
+    _, fast = converted["seg_hrnet_w18_small_v1"]
+    fast(torch.randn(1, 3, 64, 64))
+    assert compiled_precision(fast) == "f32"
+
+
+@pytest.mark.skipif(not ovb.available() or not ovb.bf16_native(), reason="no native bf16 on this CPU")
+def test_bf16_close_to_fp32(converted) -> None:
+    model, _ = converted["seg_hrnet_w18_small_v1"]
+    fast = prepare(model, "bf16", backend="openvino")
+    assert fast.precision == "bf16"
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        ref = model(x)
+    out = fast(x)
+    assert compiled_precision(fast) == "bf16"
+    assert 1e-5 < rel_err(out, ref) < 5e-2  # above the fp32 error: bf16 really ran
+    assert (out.argmax(1) == ref.argmax(1)).float().mean().item() >= 0.9
+
+
+def test_bf16_fallback(converted, monkeypatch, caplog) -> None:
+    """Where OpenVINO lists no native bf16, bf16 runs fp32 (same outputs as fp32) and says so."""
+    model, fp32 = converted["seg_hrnet_w18_small_v1"]
+    monkeypatch.setattr(ovb, "bf16_native", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="hrnet.inference"):
+        fast = prepare(model, "bf16", backend="openvino")
+    assert fast.precision == "fp32"
+    assert any("no native bf16" in r.getMessage() for r in caplog.records)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(fast(x), fp32(x), rtol=0, atol=1e-6)
+    assert compiled_precision(fast) == "f32"
+
+
+def test_compiled_shapes_are_bounded(converted) -> None:
+    _, fast = converted["pose_hrnet_w18_small"]
+    for width in range(32, 32 + 8 * (ovb.MAX_SHAPES + 2), 8):
+        fast(torch.randn(1, 3, 64, width))
+    assert len(fast._requests) == ovb.MAX_SHAPES
+    assert (1, 3, 64, 32 + 8 * (ovb.MAX_SHAPES + 1)) in fast._requests
+
+
+def test_save_and_load(converted, tmp_path) -> None:
+    model, fast = converted["tiny_ocr"]  # a list output ([aux, ocr]) must survive the file
+    path = fast.save(tmp_path / "ocr.xml")
+    assert path.with_suffix(".bin").is_file()
+    loaded = ovb.OpenVinoModel.load(path)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(9))
+    out, ref = loaded(x), fast(x)
+    assert isinstance(out, list) and len(out) == 2
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="float model"):
+        ovb.OpenVinoModel.load(path, "int8")
+    with pytest.raises(FileNotFoundError, match="missing.xml"):
+        ovb.OpenVinoModel.load(tmp_path / "missing.xml")
+    with pytest.raises(ValueError, match=r"\.xml"):
+        fast.save(tmp_path / "ocr.onnx")
+
+
+def test_prepare_rejects_wrong_arguments(converted) -> None:
+    model, _ = converted["pose_hrnet_w18_small"]
+    with pytest.raises(ValueError, match="backend must be one of"):
+        prepare(model, "fp32", backend="tensorrt")
+    with pytest.raises(ValueError, match="OpenVINO always compiles"):
+        prepare(model, "fp32", compile=False, backend="openvino")
+    with pytest.raises(ValueError, match="calibration"):
+        prepare(model, "int8", backend="openvino")
+    with pytest.raises(ValueError, match="calibration"):
+        prepare(model, "bf16", calibration=[torch.randn(1, 3, 64, 64)], backend="openvino")
+    with pytest.raises(ValueError, match="NCHW"):
+        converted["pose_hrnet_w18_small"][1](torch.randn(3, 64, 64))
+
+
+def spiky() -> tuple[nn.Module, list[torch.Tensor]]:
+    """Output reads input channel 0 (values about 1); channel 1 carries sparse spikes of 1e4 that the
+    output ignores: per-tensor int8 activations spend their 255 steps on the spikes."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
+    with torch.no_grad():
+        for conv in (model[0], model[2]):
+            conv.weight.zero_()
+            conv.bias.zero_()
+        model[0].weight[0, 0] = model[0].weight[1, 1] = model[2].weight[0, 0] = 1.0
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(2):
+        x = torch.randn(2, 2, 32, 32, generator=g).abs()
+        x[:, 1] = 0
+        x[:, 1, 3, 5] = 1e4
+        batches.append(x)
+    return model, batches
+
+
+@needs_nncf
+def test_int8_close_on_a_fit_model_and_flagged_on_an_unfit_one(converted, caplog) -> None:
+    """NNCF int8 really runs int8 kernels, stays close on the small pose model, and ``int8_error``
+    flags (with a warning) a model whose activations int8 cannot hold."""
+    model, _ = converted["pose_hrnet_w18_small"]
+    g = torch.Generator().manual_seed(3)
+    calibration = [torch.randn(4, 3, 64, 48, generator=g) for _ in range(4)]
+    fast = prepare(model, "int8", calibration=calibration, backend="openvino")
+    assert fast.precision == "int8"
+    assert fast.int8_error is not None and 0 < fast.int8_error < 0.1
+    x = torch.randn(2, 3, 64, 48, generator=g)
+    with torch.inference_mode():
+        assert rel_err(fast(x), model(x)) < 0.2
+    request = next(iter(fast._requests.values()))
+    precisions = {op.get_rt_info()["runtimePrecision"].astype(str)
+                  for op in request.get_compiled_model().get_runtime_model().get_ops()}
+    assert precisions & {"i8", "u8"}, precisions
+
+    bad_model, batches = spiky()
+    with caplog.at_level(logging.WARNING, logger="hrnet.inference"):
+        bad = prepare(bad_model, "int8", calibration=batches, backend="openvino")
+    assert bad.int8_error > 0.5
+    assert any("use bf16" in r.getMessage() for r in caplog.records)
+
+
+@needs_nncf
+def test_calibrate_then_int8_falls_back_to_openvino_bf16() -> None:
+    model, batches = spiky()
+    lazy = CalibrateThenInt8(model, batches=1, backend="openvino")
+    with torch.inference_mode():
+        lazy(batches[0])
+        out = lazy(batches[1])
+        ref = model(batches[1])
+    assert isinstance(lazy.int8, ovb.OpenVinoModel) and lazy.int8.int8_error > 0.5
+    assert isinstance(lazy.prepared, ovb.OpenVinoModel) and lazy.prepared.precision in ("bf16", "fp32")
+    assert rel_err(out, ref) < 1e-2
+
+
+@pytest.fixture(scope="module")
+def pose_checkpoint(tmp_path_factory):
+    """A small pose model with visible heatmaps (the official init gives outputs near 0), its
+    state dict on disk, and a folder with one image."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("ov_predict")
+    torch.manual_seed(0)
+    model = create_model("pose_hrnet_w18_small").eval()
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.1)
+    torch.save(model.state_dict(), folder / "pose.pth")
+    (folder / "img").mkdir()
+    cv2.imwrite(str(folder / "img" / "a.jpg"), np.random.default_rng(0).integers(0, 255, (80, 60, 3), np.uint8))
+    return folder
+
+
+def _keypoints(folder) -> np.ndarray:
+    data = json.loads((folder / "keypoints.json").read_text())
+    return np.reshape(data["images"][0]["persons"][0]["keypoints"], (-1, 3))
+
+
+def test_predict_and_export_with_openvino(pose_checkpoint) -> None:
+    """`hrnet predict --backend openvino` (from the checkpoint, and from `hrnet export openvino`'s file)
+    gives PyTorch's keypoints."""
+    folder = pose_checkpoint
+    common = [str(folder / "img"), "--input-size", "64", "48", "--model", "pose_hrnet_w18_small"]
+    weights = ["--weights", str(folder / "pose.pth")]
+    assert main(["predict", *common, *weights, "--out", str(folder / "pt")]) == 0
+    assert main(["predict", *common, *weights, "--backend", "openvino", "--out", str(folder / "ov")]) == 0
+    pt = _keypoints(folder / "pt")
+    assert np.allclose(_keypoints(folder / "ov"), pt, atol=0.05)
+
+    assert main(["export", "openvino", "pose_hrnet_w18_small", *weights, "--input-size", "64", "48",
+                 "--out", str(folder / "pose.xml")]) == 0
+    assert (folder / "pose.xml").is_file() and (folder / "pose.bin").is_file()
+    assert main(["predict", str(folder / "img"), "--input-size", "64", "48", "--weights", str(folder / "pose.xml"),
+                 "--backend", "openvino", "--out", str(folder / "ov_file")]) == 0
+    assert np.allclose(_keypoints(folder / "ov_file"), pt, atol=0.05)
+    assert main(["predict", *common, *weights, "--backend", "openvino", "--compile"]) == 2
+    assert main(["predict", *common, "--weights", str(folder / "pose.xml"), "--backend", "torch"]) == 2
