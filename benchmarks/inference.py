@@ -1,5 +1,6 @@
 """Inference speed, side by side on the same weights and inputs: timm's HRNet (the peer a user would
-pick, eager fp32, features only) against ours in every `hrnet.inference.prepare` mode.
+pick, eager fp32, features only) against ours in every `hrnet.inference.prepare` mode, with the torch
+backend and (when openvino is installed) the OpenVINO backend.
 
     python benchmarks/inference.py [--quick | --scaling] [--only pose|seg] [--no-compile] [--modes M1,M2]
                                    [--tune-malloc]
@@ -118,7 +119,8 @@ def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds:
     x = torch.randn(batch, 3, *size)
     table = modes(ours, x, compile_)
     if scaling:
-        fastest = next(n for n in ("ours prepare bf16 + compile", "ours prepare fp32 + compile") if n in table)
+        fastest = next(n for n in ("ours openvino bf16", "ours prepare bf16 + compile", "ours prepare fp32 + compile")
+                       if n in table)
         table = {fastest: table[fastest]}
     fns = {TIMM: timm_peer(preset, ours)}
     fns.update((name, build()) for name, build in table.items()

@@ -76,7 +76,7 @@ def test_fp32_comparison_is_sensitive(converted) -> None:
 
 def compiled_precision(fast: ovb.OpenVinoModel) -> str:
     """The inference precision OpenVINO compiled the most recent input shape with ("f32", "bf16")."""
-    request = next(reversed(fast._requests.values()))
+    request = next(reversed(fast._requests.values()))[0]
     return request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT").to_string()
 
 
@@ -119,7 +119,28 @@ def test_compiled_shapes_are_bounded(converted) -> None:
     for width in range(32, 32 + 8 * (ovb.MAX_SHAPES + 2), 8):
         fast(torch.randn(1, 3, 64, width))
     assert len(fast._requests) == ovb.MAX_SHAPES
-    assert (1, 3, 64, 32 + 8 * (ovb.MAX_SHAPES + 1)) in fast._requests
+    assert ((1, 3, 64, 32 + 8 * (ovb.MAX_SHAPES + 1)), 1) in fast._requests
+
+
+def test_batches_split_across_streams(converted) -> None:
+    """Batch 5 on 2 streams runs as chunks of 3 and 2 in parallel (two compiled shapes); the
+    concatenated outputs equal one stream's, and batch 1 stays one stream."""
+    model, fast = converted["tiny_ocr"]  # two outputs, both concatenated along the batch
+    fast.num_threads, fast.streams = 2, None
+    assert fast.chunks(5) == [3, 2] and fast.chunks(1) == [1] and fast.chunks(8) == [4, 4]
+    x = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(10))
+    split = fast(x)
+    assert {key for key in fast._requests if key[0][2:] == (64, 64) and key[1] == 2} == {
+        ((3, 3, 64, 64), 2), ((2, 3, 64, 64), 2)}
+    fast.streams = 1
+    whole = fast(x)
+    assert ((5, 3, 64, 64), 1) in fast._requests
+    with torch.inference_mode():
+        ref = model(x)
+    for a, b, r in zip(split, whole, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        assert rel_err(a, r) < 1e-4
+    fast.streams = None
 
 
 def test_save_and_load(converted, tmp_path) -> None:
@@ -186,7 +207,7 @@ def test_int8_close_on_a_fit_model_and_flagged_on_an_unfit_one(converted, caplog
     x = torch.randn(2, 3, 64, 48, generator=g)
     with torch.inference_mode():
         assert rel_err(fast(x), model(x)) < 0.2
-    request = next(iter(fast._requests.values()))
+    request = next(iter(fast._requests.values()))[0]
     precisions = {op.get_rt_info()["runtimePrecision"].astype(str)
                   for op in request.get_compiled_model().get_runtime_model().get_ops()}
     assert precisions & {"i8", "u8"}, precisions
