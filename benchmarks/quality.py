@@ -1,6 +1,7 @@
 """How much bf16 and int8 inference change a *trained* model's results, against eager fp32 on the same weights.
 
     python benchmarks/quality.py [--out runs/quality] [--seg-epochs 30] [--w32-epochs 12] [--skip-seg] [--skip-w32]
+                                 [--modes M1,M2]
 
 Trains (or, if ``OUT/pose``, ``OUT/pose_w32`` / ``OUT/seg`` already hold a finished run, reuses) the pose
 demo model, a pose_hrnet_w32 trained briefly on the same synthetic COCO data (:data:`W32`) and the
@@ -23,9 +24,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,18 +38,23 @@ from hrnet.inference import INT8_MAX_ERROR, bf16_supported, prepare
 
 
 def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
-          batches: int) -> dict[str, torch.nn.Module]:
+          batches: int) -> dict[str, Any]:
     """bf16 with and without compile, int8 (when torchao is installed), and OpenVINO's bf16 and int8
     (when openvino and nncf are installed); int8 calibrated on the first ``batches`` training batches."""
-    table = {"bf16": prepare(model, "bf16"), "bf16 + compile": prepare(model, "bf16", compile=True)}
     calibration = [batch["image"] for batch in itertools.islice(loader, batches)]
+    table: dict[str, Callable[[], Any]] = {"bf16": lambda: prepare(model, "bf16"),
+                                           "bf16 + compile": lambda: prepare(model, "bf16", compile=True)}
     if quantization.available():
-        table["int8"] = prepare(model, "int8", calibration=calibration)
+        table["int8"] = lambda: prepare(model, "int8", calibration=calibration)
     if openvino_backend.available():
-        table["openvino bf16"] = prepare(model, "bf16", backend="openvino")
+        table["openvino bf16"] = lambda: prepare(model, "bf16", backend="openvino")
     if openvino_backend.available(int8=True):
-        table["openvino int8"] = prepare(model, "int8", calibration=calibration, backend="openvino")
-    return table
+        table["openvino int8"] = lambda: prepare(model, "int8", calibration=calibration, backend="openvino")
+    return {name: build() for name, build in table.items() if not ONLY or any(part in name for part in ONLY)}
+
+
+ONLY: list[str] = []
+"""``--modes``: parts of mode names to run (all when empty)."""
 
 
 W32 = replace(PoseDemoConfig(), model="pose_hrnet_w32", epochs=12, lr_steps=(10,), val_every=6)
@@ -85,7 +92,7 @@ def pose_quality(out: Path, cfg: PoseDemoConfig) -> None:
               f"{100 * (move == 0).mean():.2f}% not at all; largest move {move.max():.2f} px{_int8_note(fast[name])}")
 
 
-def _int8_note(model: torch.nn.Module) -> str:
+def _int8_note(model: Any) -> str:
     error = getattr(model, "int8_error", None)
     return "" if error is None else f"; int8_error {error:.3f} (warns above {INT8_MAX_ERROR})"
 
@@ -122,7 +129,9 @@ def main() -> None:
     parser.add_argument("--w32-epochs", type=int, default=W32.epochs)
     parser.add_argument("--skip-seg", action="store_true")
     parser.add_argument("--skip-w32", action="store_true")
+    parser.add_argument("--modes", help="comma-separated parts of mode names to run, e.g. 'openvino'")
     args = parser.parse_args()
+    ONLY.extend(args.modes.split(",") if args.modes else [])
     if not bf16_supported(torch.device("cpu")):
         raise SystemExit("quality.py: this CPU has no native bf16 (AVX512-BF16/AMX); nothing to measure")
     pose_quality(args.out / "pose", PoseDemoConfig())

@@ -68,9 +68,11 @@ def bf16_native() -> bool:
 
 
 def quantize_int8(ov_model: Any, calibration: Sequence[Tensor]) -> Any:
-    """An int8 copy of an OpenVINO model: NNCF post-training quantization (its default "performance"
-    preset: symmetric per-tensor activations, per-channel weights, fast bias correction), with
-    activation ranges from the input batches in ``calibration``."""
+    """An int8 copy of an OpenVINO model: NNCF post-training quantization (its "performance" preset:
+    symmetric per-tensor activations, per-channel weights) with activation ranges from the input
+    batches in ``calibration``, and NNCF's full bias correction rather than its fast default: on the
+    demo-trained pose model it kept 98.2% of joints within 0.5 px of fp32 against 95.6% (the
+    asymmetric "mixed" preset 95.4%, SmoothQuant 95.8%, leaving the last convolution in float 95.5%)."""
     try:
         import nncf
     except ImportError as err:
@@ -78,7 +80,7 @@ def quantize_int8(ov_model: Any, calibration: Sequence[Tensor]) -> Any:
     arrays = [_to_numpy(batch) for batch in calibration]
     if not arrays:
         raise ValueError("OpenVINO int8: calibration is empty; give at least one NCHW input batch")
-    return nncf.quantize(ov_model, nncf.Dataset(arrays), subset_size=len(arrays))
+    return nncf.quantize(ov_model, nncf.Dataset(arrays), subset_size=len(arrays), fast_bias_correction=False)
 
 
 def _to_numpy(images: Tensor) -> Any:
