@@ -116,3 +116,26 @@ def rel_err(out: object, ref: object) -> float:
         assert a.shape == r.shape and a.dtype == torch.float32
         errs.append(((a - r).abs().max() / r.abs().max()).item())
     return max(errs)
+
+
+def spiky(size: int = 16) -> tuple[nn.Module, list[torch.Tensor]]:
+    """A network whose output reads input channel 0 (values about 1) while channel 1 carries sparse
+    spikes of 1e4 that it ignores: per-tensor int8 spends its 255 steps on the spikes (the int8 tests
+    of both backends)."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[0, 0] = 1.0
+        model[0].weight[1, 1] = 1.0
+        model[0].bias.zero_()
+        model[2].weight.zero_()
+        model[2].weight[0, 0] = 1.0
+        model[2].bias.zero_()
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(2):
+        x = torch.randn(2, 2, size, size, generator=g).abs()
+        x[:, 1] = 0
+        x[:, 1, 3, 5] = 1e4
+        batches.append(x)
+    return model, batches

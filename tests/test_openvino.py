@@ -17,7 +17,7 @@ from hrnet.cli import main
 from hrnet.inference import CalibrateThenInt8, prepare
 from hrnet.models import HRNet, HRNetBackbone, OCRHead, get_preset
 
-from conftest import as_list, randomise, rel_err
+from conftest import as_list, randomise, rel_err, spiky
 
 pytestmark = pytest.mark.skipif(not ovb.available(), reason="openvino is not installed")
 needs_nncf = pytest.mark.skipif(not ovb.available(int8=True), reason="nncf is not installed")
@@ -173,25 +173,6 @@ def test_prepare_rejects_wrong_arguments(converted) -> None:
         prepare(model, "bf16", calibration=[torch.randn(1, 3, 64, 64)], backend="openvino")
     with pytest.raises(ValueError, match="NCHW"):
         converted["pose_hrnet_w18_small"][1](torch.randn(3, 64, 64))
-
-
-def spiky() -> tuple[nn.Module, list[torch.Tensor]]:
-    """Output reads input channel 0 (values about 1); channel 1 carries sparse spikes of 1e4 that the
-    output ignores: per-tensor int8 activations spend their 255 steps on the spikes."""
-    model = nn.Sequential(nn.Conv2d(2, 4, 1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
-    with torch.no_grad():
-        for conv in (model[0], model[2]):
-            conv.weight.zero_()
-            conv.bias.zero_()
-        model[0].weight[0, 0] = model[0].weight[1, 1] = model[2].weight[0, 0] = 1.0
-    g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(2):
-        x = torch.randn(2, 2, 32, 32, generator=g).abs()
-        x[:, 1] = 0
-        x[:, 1, 3, 5] = 1e4
-        batches.append(x)
-    return model, batches
 
 
 @needs_nncf

@@ -11,7 +11,7 @@ from hrnet import create_model
 from hrnet.inference import prepare
 from hrnet.quantization import label_partitions, quantize_int8, relative_rms_error
 
-from conftest import randomise, rel_err
+from conftest import randomise, rel_err, spiky
 
 pytest.importorskip("torchao")
 
@@ -148,28 +148,6 @@ def test_relative_rms_error_by_hand() -> None:
     assert relative_rms_error(ref, out) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="structure"):
         relative_rms_error(ref, torch.ones(4))
-
-
-def spiky() -> tuple[nn.Module, list[torch.Tensor]]:
-    """A network whose output reads input channel 0 (values about 1) while channel 1 carries sparse
-    spikes of 1e4 that it ignores: per-tensor int8 spends its 255 steps on the spikes."""
-    model = nn.Sequential(nn.Conv2d(2, 4, 1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
-    with torch.no_grad():
-        model[0].weight.zero_()
-        model[0].weight[0, 0] = 1.0
-        model[0].weight[1, 1] = 1.0
-        model[0].bias.zero_()
-        model[2].weight.zero_()
-        model[2].weight[0, 0] = 1.0
-        model[2].bias.zero_()
-    g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(2):
-        x = torch.randn(2, 2, 16, 16, generator=g).abs()
-        x[:, 1] = 0
-        x[:, 1, 3, 5] = 1e4
-        batches.append(x)
-    return model, batches
 
 
 def test_int8_error_flags_a_model_unfit_for_int8(pose, caplog) -> None:
