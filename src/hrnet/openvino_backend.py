@@ -4,13 +4,13 @@ Why a second runtime: through PyTorch, every convolution call pays a fixed cost 
 PyTorch's oneDNN binding (attributes, descriptors and scratchpad rebuilt per call), about 17 ms per
 pose_hrnet_w32 forward at any batch size, even compiled. OpenVINO builds each convolution's kernel
 once per input shape, with the bias, residual add and ReLU fused in, and keeps it; on AMX CPUs its
-bf16 path then runs pose_hrnet_w32 at 256x192 about 2.4x as fast as compiled bf16 PyTorch at batch 1
-and 1.4x at batch 8 (see the README's benchmarks)::
+bf16 path then runs pose_hrnet_w32 at 256x192 2.3-2.4x as fast as compiled bf16 PyTorch at batch 1
+and 1.4-1.8x at batch 8 (see the README's benchmarks)::
 
     fast = hrnet.inference.prepare(model, "bf16", backend="openvino")
     heatmaps = fast(images)          # torch tensors in and out, like model(images)
 
-    OpenVinoModel.convert(model, "bf16").save("pose.xml")   # or `hrnet export openvino`
+    OpenVinoModel.convert(model).save("pose.xml")   # or `hrnet export openvino`
     fast = OpenVinoModel.load("pose.xml", "bf16")
 
 The model is converted once from PyTorch (``openvino.convert_model`` traces it; batch, height and
