@@ -255,3 +255,27 @@ def test_predict_and_export_with_openvino(pose_checkpoint) -> None:
     assert np.allclose(_keypoints(folder / "ov_file"), pt, atol=0.05)
     assert main(["predict", *common, *weights, "--backend", "openvino", "--compile"]) == 2
     assert main(["predict", *common, "--weights", str(folder / "pose.xml"), "--backend", "torch"]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_exported_files_predict_like_their_checkpoint(tmp_path, fmt: str) -> None:
+    """A Lightning-style checkpoint whose settings differ from the defaults (MPII keypoints, DARK
+    decoding, sigma 3): the exported file carries them, so prediction from it decodes the same way."""
+    from hrnet.tasks.pose_inference import PosePredictor
+
+    torch.manual_seed(0)
+    model = create_model("pose_hrnet_w18_small", num_joints=16)
+    hparams = {"model": "pose_hrnet_w18_small", "keypoints": "mpii", "decode": "dark", "sigma": 3.0,
+               "input_size": [64, 48], "lr": 0.1}
+    weights = tmp_path / "pose.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "hyper_parameters": hparams},
+               weights)
+    out = tmp_path / ("pose.onnx" if fmt == "onnx" else "pose.xml")
+    assert main(["export", fmt, "--weights", str(weights), "--out", str(out)]) == 0
+    from_ckpt, from_file = PosePredictor.from_checkpoint(weights), PosePredictor.from_checkpoint(out)
+    assert from_file.model.settings == {"keypoints": "mpii", "decode": "dark", "sigma": 3.0}
+    for predictor in (from_ckpt, from_file):
+        assert predictor.codec.decode_method == "dark" and predictor.keypoints.num_joints == 16
+    assert from_file.codec.__dict__.keys() == from_ckpt.codec.__dict__.keys()
+    assert all(np.array_equal(np.asarray(v), np.asarray(from_ckpt.codec.__dict__[k]))
+               for k, v in from_file.codec.__dict__.items() if not callable(v))

@@ -172,7 +172,7 @@ def _predict_segmentation(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to ONNX (or OpenVINO) and check onnxruntime (OpenVINO) against PyTorch on a random input."""
-    from .export import OnnxModel, export_onnx, max_abs_diff
+    from .export import OnnxModel, export_onnx, max_abs_diff, task_settings
     from .models import create_model, get_preset
     from .tasks.common import read_hparams
 
@@ -202,9 +202,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     size = tuple(args.input_size or hparams.get("input_size") or preset.input_size)
     model = create_model(name, weights=weights, **head).eval()
     if args.format == "openvino":
-        return _export_openvino(model, name, size, Path(args.out or weights.with_suffix(".xml")), args)
+        return _export_openvino(model, name, size, Path(args.out or weights.with_suffix(".xml")), hparams, args)
     out = Path(args.out or weights.with_suffix(".onnx"))
-    export_onnx(model, out, input_size=size, dynamic_hw=not args.static, opset=args.opset)
+    export_onnx(model, out, input_size=size, dynamic_hw=not args.static, opset=args.opset,
+                settings=task_settings(hparams))
     onnx_model = OnnxModel(out)
     kind = "dynamic" if onnx_model.metadata.get("dynamic_hw") == "true" else f"static {size[0]}x{size[1]}"
     diff, scale = max_abs_diff(model, onnx_model, torch.randn(1, 3, *size))
@@ -213,16 +214,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_openvino(model: Any, name: str, size: tuple[int, ...], out: Path, args: argparse.Namespace) -> int:
+def _export_openvino(model: Any, name: str, size: tuple[int, ...], out: Path, hparams: dict[str, Any],
+                     args: argparse.Namespace) -> int:
     """``hrnet export openvino``: an fp32 OpenVINO model (dynamic batch, H and W), read back and compared
     with PyTorch; the precision (fp32/bf16) is chosen when it runs (``hrnet predict --precision``)."""
-    from .export import max_abs_diff
+    from .export import max_abs_diff, task_settings
     from .openvino_backend import OpenVinoModel
 
     if args.static or args.opset is not None:
         raise ValueError("--static and --opset apply to `hrnet export onnx`")
     converted = OpenVinoModel.convert(model, "fp32", example=torch.randn(1, 3, *size))
     converted.input_size = (int(size[0]), int(size[1]))
+    converted.settings = task_settings(hparams)
     converted.save(out)
     diff, scale = max_abs_diff(model, OpenVinoModel.load(out), torch.randn(1, 3, *size))
     print(f"wrote {out} and {out.with_suffix('.bin')} ({name}, input {size[0]}x{size[1]}, dynamic batch and H/W)")

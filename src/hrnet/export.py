@@ -32,6 +32,29 @@ MIN_SIZE = 32  # HRNet downsamples by 32; smaller inputs are rejected by the bac
 META_PREFIX = "hrnet."
 
 
+TASK_SETTINGS = ("keypoints", "sigma", "decode", "num_classes", "class_names")
+"""Checkpoint hyper-parameters that prediction needs besides the weights (keypoint set, heatmap sigma and
+decoding for pose; classes for segmentation). Exported files carry them, so ``hrnet predict`` on an
+``.onnx`` / ``.xml`` file decodes as it would from the checkpoint."""
+
+
+def task_settings(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TASK_SETTINGS` present (and not ``None``) in a checkpoint's hyper-parameters; a value
+    that JSON cannot hold is left out with a warning (prediction then falls back to its default)."""
+    settings = {}
+    for key in TASK_SETTINGS:
+        if hparams.get(key) is None:
+            continue
+        try:
+            json.dumps(hparams[key])
+        except TypeError:
+            log.warning("checkpoint setting %s=%r cannot be stored in the exported file; pass it to predict", key,
+                        hparams[key])
+            continue
+        settings[key] = hparams[key]
+    return settings
+
+
 def _output_names(outputs: Tensor | Sequence[Tensor]) -> tuple[list[str], bool]:
     """Names for the model's outputs, and whether the model returns a list."""
     if isinstance(outputs, Tensor):
@@ -64,14 +87,16 @@ def _export_program(model: nn.Module, example: Tensor, names: list[str], dynamic
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int] | None = None, batch: int = 1,
-                dynamic_batch: bool = True, dynamic_hw: bool = True, opset: int | None = None) -> Path:
+                dynamic_batch: bool = True, dynamic_hw: bool = True, opset: int | None = None,
+                settings: dict[str, Any] | None = None) -> Path:
     """Export ``model`` (run in eval mode) to ONNX at ``path`` and return the path.
 
     The example input is a random (``batch``, C, H, W) tensor, ``input_size`` = (H, W) defaulting
     to the preset's input size. The batch axis is dynamic when ``dynamic_batch``; H and W are
     dynamic when ``dynamic_hw`` (any H, W >= 32). Should the exporter fail with dynamic H/W, the
     model is exported again with static H/W and a warning is logged. ``opset=None`` uses the
-    exporter's default opset. The file is written through a temporary file and renamed once
+    exporter's default opset. ``settings`` (:func:`task_settings`) are stored for prediction
+    (``OnnxModel.settings``). The file is written through a temporary file and renamed once
     :func:`onnx.checker.check_model` accepts it. Models up to 2 GB (one file, no external data).
     """
     import onnx
@@ -113,7 +138,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int] | 
 
     meta = {"preset": str(getattr(model, "preset", "")), "input_size": json.dumps([h, w]),
             "outputs": json.dumps(names), "output_is_list": json.dumps(is_list),
-            "dynamic_batch": json.dumps(dynamic_batch), "dynamic_hw": json.dumps(dynamic_hw)}
+            "dynamic_batch": json.dumps(dynamic_batch), "dynamic_hw": json.dumps(dynamic_hw),
+            "settings": json.dumps(settings or {})}
     program.model.metadata_props.update({META_PREFIX + k: v for k, v in meta.items()})
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +183,7 @@ class OnnxModel:
         self.preset = self.metadata.get("preset") or None
         size = self.metadata.get("input_size")
         self.input_size: tuple[int, int] | None = tuple(json.loads(size)) if size else None  # type: ignore[assignment]
+        self.settings: dict[str, Any] = json.loads(self.metadata.get("settings", "{}"))
 
     def __call__(self, images: Tensor) -> Tensor | list[Tensor]:
         x = images.detach().to("cpu", torch.float32).contiguous().numpy()

@@ -97,7 +97,8 @@ class OpenVinoModel:
     Build it with :meth:`convert` (from an ``nn.Module``), :meth:`load` (a saved ``.xml``) or
     :func:`hrnet.inference.prepare` with ``backend="openvino"``. Attributes: ``precision`` (the path
     actually taken), ``int8_error`` (int8 only), ``preset`` (when the model had one), ``input_size``
-    (the model's intended (H, W) where known, e.g. from ``hrnet export openvino``), ``num_threads``
+    (the model's intended (H, W) where known, e.g. from ``hrnet export openvino``), ``settings`` (the
+    checkpoint's :data:`hrnet.export.TASK_SETTINGS`, from ``hrnet export openvino``), ``num_threads``
     and ``streams`` (see :meth:`chunks`; settable).
     ``eval()`` and ``to()`` are no-ops so it can stand in for an ``nn.Module`` in prediction code.
     """
@@ -114,6 +115,7 @@ class OpenVinoModel:
         self.streams: int | None = None
         self.int8_error: float | None = None
         self.input_size: tuple[int, int] | None = None
+        self.settings: dict[str, Any] = {}
         self.float_precision = "bf16" if precision != "fp32" and bf16_native() else "f32"
         """OpenVINO's ``INFERENCE_PRECISION_HINT``: what the layers not in int8 run in."""
         if precision == "bf16" and self.float_precision == "f32":
@@ -160,7 +162,7 @@ class OpenVinoModel:
             raise ValueError(f"OpenVinoModel.save: {path} should end in .xml (the weights go next to it in .bin)")
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"spec": _spec_to_json(self.spec), "preset": self.preset, "quantized": self.precision == "int8",
-                "int8_error": self.int8_error, "input_size": self.input_size}
+                "int8_error": self.int8_error, "input_size": self.input_size, "settings": self.settings}
         self.ov_model.set_rt_info(json.dumps(meta), [META_KEY])
         _openvino().save_model(self.ov_model, str(path), compress_to_fp16=False)
         return path
@@ -184,6 +186,7 @@ class OpenVinoModel:
         result = cls(ov_model, _spec_from_json(meta["spec"]), precision, meta["preset"], num_threads)
         result.int8_error = meta.get("int8_error")
         result.input_size = tuple(meta["input_size"]) if meta.get("input_size") else None
+        result.settings = meta.get("settings") or {}
         return result
 
     def with_precision(self, precision: str) -> OpenVinoModel:
@@ -193,7 +196,7 @@ class OpenVinoModel:
             raise ValueError("OpenVinoModel.with_precision: int8 comes from convert(..., calibration=...), "
                              f"not from a {self.precision} model")
         result = OpenVinoModel(self.ov_model, self.spec, precision, self.preset, self.num_threads)
-        result.input_size, result.streams = self.input_size, self.streams
+        result.input_size, result.streams, result.settings = self.input_size, self.streams, self.settings
         return result
 
     def chunks(self, batch: int) -> list[int]:

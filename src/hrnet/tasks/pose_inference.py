@@ -50,7 +50,8 @@ class PosePredictor:
         An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime, an ``.xml`` file (``hrnet export
         openvino``) in OpenVINO."""
         exported = load_exported(weights)
-        hparams = read_hparams(weights) if exported is None else {"model": exported.preset, "input_size": exported.input_size}
+        hparams = read_hparams(weights) if exported is None else {
+            "model": exported.preset, "input_size": exported.input_size, **exported.settings}
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. pose_hrnet_w32)")

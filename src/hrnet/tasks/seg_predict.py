@@ -52,7 +52,7 @@ class SegPredictor:
         (and ``num_classes`` when not 19). An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime, an
         ``.xml`` file (``hrnet export openvino``) in OpenVINO."""
         exported = load_exported(weights)
-        hparams = read_hparams(weights) if exported is None else {"model": exported.preset}
+        hparams = read_hparams(weights) if exported is None else {"model": exported.preset, **exported.settings}
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. seg_hrnet_w48)")
