@@ -24,7 +24,7 @@ demo: setup
 models: setup
 	$(VENV)/bin/hrnet models
 
-# Inference speed against timm (installs timm, the peer); see benchmarks/inference.py.
+# Inference speed against timm (installs timm, the peer, and openvino + nncf for the OpenVINO rows); see benchmarks/inference.py.
 bench: setup
 	$(PIP) install -e ".[bench]"
 	$(PY) benchmarks/inference.py
