@@ -88,6 +88,7 @@ TIMM = "timm eager fp32 (features)"
 def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, Callable[[], torch.nn.Module]]:
     """Every mode this machine can run, by name, each built only when measured."""
     cpu = torch.device("cpu")
+    calibration = [torch.randn_like(x) for _ in range(2)]
     table: dict[str, Callable[[], torch.nn.Module]] = {
         "ours eager fp32": lambda: ours,
         "ours prepare fp32": lambda: prepare(ours, "fp32"),
@@ -99,15 +100,13 @@ def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, C
         if bf16_supported(cpu):
             table["ours prepare bf16 + compile"] = lambda: prepare(ours, "bf16", compile=True)
         if quantization.available():
-            calibration = [torch.randn_like(x) for _ in range(2)]
             table["ours prepare int8 (compiled)"] = lambda: prepare(ours, "int8", calibration=calibration)
     if openvino_backend.available():
         table["ours openvino fp32"] = lambda: prepare(ours, "fp32", backend="openvino")
         if openvino_backend.bf16_native():
             table["ours openvino bf16"] = lambda: prepare(ours, "bf16", backend="openvino")
         if openvino_backend.available(int8=True):
-            ov_calibration = [torch.randn_like(x) for _ in range(2)]
-            table["ours openvino int8"] = lambda: prepare(ours, "int8", calibration=ov_calibration, backend="openvino")
+            table["ours openvino int8"] = lambda: prepare(ours, "int8", calibration=calibration, backend="openvino")
     return table
 
 

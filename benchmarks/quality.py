@@ -37,10 +37,11 @@ from hrnet import openvino_backend, quantization
 from hrnet.inference import INT8_MAX_ERROR, bf16_supported, prepare
 
 
-def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
-          batches: int) -> dict[str, Any]:
+def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]], batches: int,
+          only: list[str]) -> dict[str, Any]:
     """bf16 with and without compile, int8 (when torchao is installed), and OpenVINO's bf16 and int8
-    (when openvino and nncf are installed); int8 calibrated on the first ``batches`` training batches."""
+    (when openvino and nncf are installed); int8 calibrated on the first ``batches`` training batches.
+    ``only``: parts of mode names to build (all when empty)."""
     calibration = [batch["image"] for batch in itertools.islice(loader, batches)]
     table: dict[str, Callable[[], Any]] = {"bf16": lambda: prepare(model, "bf16"),
                                            "bf16 + compile": lambda: prepare(model, "bf16", compile=True)}
@@ -50,11 +51,7 @@ def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
         table["openvino bf16"] = lambda: prepare(model, "bf16", backend="openvino")
     if openvino_backend.available(int8=True):
         table["openvino int8"] = lambda: prepare(model, "int8", calibration=calibration, backend="openvino")
-    return {name: build() for name, build in table.items() if not ONLY or any(part in name for part in ONLY)}
-
-
-ONLY: list[str] = []
-"""``--modes``: parts of mode names to run (all when empty)."""
+    return {name: build() for name, build in table.items() if not only or any(part in name for part in only)}
 
 
 W32 = replace(PoseDemoConfig(), model="pose_hrnet_w32", epochs=12, lr_steps=(10,), val_every=6)
@@ -63,7 +60,7 @@ cores). It trains at the demo's 128x96 input, where 0.5 px is twice as strict as
 it did not leave the initial all-zero-heatmap plateau within 5 epochs (365 steps, AP 0.000)."""
 
 
-def pose_quality(out: Path, cfg: PoseDemoConfig) -> None:
+def pose_quality(out: Path, cfg: PoseDemoConfig, only: list[str]) -> None:
     from hrnet.tasks.pose import PoseDataModule, PoseEstimation
 
     if not (out / "metrics.json").exists():
@@ -73,7 +70,7 @@ def pose_quality(out: Path, cfg: PoseDemoConfig) -> None:
                           unbiased=cfg.unbiased, batch_size=32, num_workers=0)
     data.setup("fit")
     model = task.model.float().eval()
-    fast = modes(model, data.train_dataloader(), batches=8)
+    fast = modes(model, data.train_dataloader(), batches=8, only=only)
     coords: dict[str, list[np.ndarray]] = {"fp32": [], **{k: [] for k in fast}}
     with torch.inference_mode():
         for batch in data.val_dataloader():
@@ -97,7 +94,7 @@ def _int8_note(model: Any) -> str:
     return "" if error is None else f"; int8_error {error:.3f} (warns above {INT8_MAX_ERROR})"
 
 
-def seg_quality(out: Path, epochs: int) -> None:
+def seg_quality(out: Path, epochs: int, only: list[str]) -> None:
     from hrnet.tasks.segmentation import SegDataModule, Segmentation
 
     cfg = replace(SegDemoConfig(), epochs=epochs, val_every=min(epochs, SegDemoConfig().val_every))
@@ -108,7 +105,7 @@ def seg_quality(out: Path, epochs: int) -> None:
                          base_size=max(cfg.image_size), batch_size=4, eval_batch_size=4, num_workers=0)
     data.setup("fit")
     model = task.model.float().eval()
-    fast = modes(model, data.train_dataloader(), batches=16)
+    fast = modes(model, data.train_dataloader(), batches=16, only=only)
     agree = {k: [0, 0] for k in fast}
     with torch.inference_mode():
         for batch in data.val_dataloader():
@@ -131,16 +128,16 @@ def main() -> None:
     parser.add_argument("--skip-w32", action="store_true")
     parser.add_argument("--modes", help="comma-separated parts of mode names to run, e.g. 'openvino'")
     args = parser.parse_args()
-    ONLY.extend(args.modes.split(",") if args.modes else [])
+    only = args.modes.split(",") if args.modes else []
     if not bf16_supported(torch.device("cpu")):
         raise SystemExit("quality.py: this CPU has no native bf16 (AVX512-BF16/AMX); nothing to measure")
-    pose_quality(args.out / "pose", PoseDemoConfig())
+    pose_quality(args.out / "pose", PoseDemoConfig(), only)
     if not args.skip_w32:
         epochs = args.w32_epochs
         pose_quality(args.out / "pose_w32", replace(W32, epochs=epochs, lr_steps=(max(1, epochs * 4 // 5),),
-                                                    val_every=min(W32.val_every, epochs)))
+                                                    val_every=min(W32.val_every, epochs)), only)
     if not args.skip_seg:
-        seg_quality(args.out / "seg", args.seg_epochs)
+        seg_quality(args.out / "seg", args.seg_epochs, only)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if (args.precision == "int8" or args.backend == "openvino") and args.device != "cpu":
         raise ValueError(f"--precision int8 and --backend openvino run on the CPU, not --device {args.device}")
     if exported:
-        from .tasks.pose_inference import load_exported
+        from .export import load_exported
 
         name = args.model or load_exported(args.weights).preset
     else:

@@ -55,6 +55,28 @@ def task_settings(hparams: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def input_channels(model: nn.Module) -> int:
+    """The image channels ``model`` takes: its backbone's ``in_channels``, else its first convolution's
+    (3 when neither says)."""
+    stated = getattr(getattr(model, "backbone", model), "in_channels", None)
+    if stated is None:
+        stated = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
+    return int(stated)
+
+
+def load_exported(weights: str | Path) -> Any:
+    """An onnxruntime-backed model for ``.onnx`` files, an OpenVINO one (fp32) for ``.xml`` files,
+    else ``None`` (PyTorch checkpoints)."""
+    suffix = Path(weights).suffix
+    if suffix == ".onnx":
+        return OnnxModel(weights)
+    if suffix == ".xml":
+        from .openvino_backend import OpenVinoModel
+
+        return OpenVinoModel.load(weights)
+    return None
+
+
 def _output_names(outputs: Tensor | Sequence[Tensor]) -> tuple[list[str], bool]:
     """Names for the model's outputs, and whether the model returns a list."""
     if isinstance(outputs, Tensor):
@@ -116,8 +138,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int] | 
         raise ValueError(f"export_onnx: batch must be >= 1, got {batch}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    in_channels = int(getattr(getattr(model, "backbone", model), "in_channels", 3))
-    example = torch.randn(batch, in_channels, h, w, device=device)
+    example = torch.randn(batch, input_channels(model), h, w, device=device)
 
     was_training = model.training
     model.eval()

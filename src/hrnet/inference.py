@@ -367,8 +367,15 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _in_channels(model: nn.Module) -> int:
-    return next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
+def _report_int8_error(error: float, path: str) -> None:
+    """Log int8's relative RMS error against fp32 on the first calibration batch, and warn above
+    :data:`INT8_MAX_ERROR` (both backends)."""
+    logger.info("prepare: int8 (%s), float32 outputs; relative RMS error against fp32 on the first calibration "
+                "batch: %.4f", path, error)
+    if error > INT8_MAX_ERROR:
+        logger.warning("prepare: int8 changes this model's outputs by %.3f (relative RMS, above %.2f) on the "
+                       "first calibration batch: its activations span too wide a range for per-tensor int8; "
+                       "use bf16", error, INT8_MAX_ERROR)
 
 
 def _prepare_openvino(folded: nn.Module, precision: str, device: torch.device, compile: bool | None,
@@ -381,13 +388,9 @@ def _prepare_openvino(folded: nn.Module, precision: str, device: torch.device, c
     if compile is False or compile_options:
         raise ValueError("prepare: compile=False and compile_options are for backend='torch' (OpenVINO always compiles)")
     batches = list(calibration) if calibration is not None else None
-    if (precision == "int8") != (batches is not None):
-        raise ValueError("prepare: calibration=<iterable of NCHW input batches> is needed for int8 and only for int8")
-    example = batches[0][:1] if batches else torch.randn(1, _in_channels(folded), 256, 256)
-    result = OpenVinoModel.convert(folded, precision, example=example, calibration=batches)
-    if result.int8_error is not None and result.int8_error > INT8_MAX_ERROR:
-        logger.warning("prepare: OpenVINO int8 changes this model's outputs by %.3f (relative RMS, above %.2f) on "
-                       "the first calibration batch; use bf16", result.int8_error, INT8_MAX_ERROR)
+    result = OpenVinoModel.convert(folded, precision, example=batches[0][:1] if batches else None, calibration=batches)
+    if result.int8_error is not None:
+        _report_int8_error(result.int8_error, "OpenVINO, NNCF")
     logger.info("prepare: OpenVINO backend, %s, float32 outputs", result.precision)
     return result
 
@@ -453,12 +456,7 @@ def prepare(
         batches = list(calibration)
         net: nn.Module = quantize_int8(folded, batches, channels_last)
         error = int8_error(folded, net, batches[0], channels_last)
-        logger.info("prepare: int8 (PT2E, x86 inductor quantizer), float32 outputs; relative RMS error "
-                    "against fp32 on the first calibration batch: %.4f", error)
-        if error > INT8_MAX_ERROR:
-            logger.warning("prepare: int8 changes this model's outputs by %.3f (relative RMS, above %.2f) on the "
-                           "first calibration batch: its activations span too wide a range for per-tensor int8; "
-                           "use bf16", error, INT8_MAX_ERROR)
+        _report_int8_error(error, "PT2E, x86 inductor quantizer")
     else:
         if calibration is not None:
             raise ValueError(f"prepare: calibration is for precision='int8', not {precision!r}")

@@ -38,11 +38,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
+from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten, treespec_dumps, treespec_loads
+
+from .export import input_channels
+from .inference import PRECISIONS
 
 logger = logging.getLogger("hrnet.inference")
 
-PRECISIONS = ("fp32", "bf16", "int8")
 META_KEY = "hrnet"
 MAX_SHAPES = 8
 """Compiled input shapes kept per model (least recently used dropped first)."""
@@ -129,7 +131,7 @@ class OpenVinoModel:
                 calibration: Iterable[Tensor] | None = None, num_threads: int | None = None) -> OpenVinoModel:
         """Trace ``model`` (eval mode, on the CPU) into OpenVINO with dynamic batch, height and width.
 
-        ``example`` is the tracing input (default: one 3x256x256 image); ``calibration`` (int8 only)
+        ``example`` is the tracing input (default: one 256x256 image); ``calibration`` (int8 only)
         yields NCHW input batches for the activation ranges, and its first batch measures
         ``int8_error`` against PyTorch fp32."""
         if precision not in PRECISIONS:
@@ -138,7 +140,7 @@ class OpenVinoModel:
             raise ValueError("OpenVINO int8 needs calibration=<iterable of NCHW input batches>; fp32/bf16 take none")
         ov = _openvino()
         model = model.eval()
-        example = torch.randn(1, 3, 256, 256) if example is None else example.detach().float().cpu()
+        example = torch.randn(1, input_channels(model), 256, 256) if example is None else example.detach().float().cpu()
         with torch.no_grad():
             _, spec = tree_flatten(model(example))
             ov_model = ov.convert_model(model, example_input=example, input=[(-1, example.shape[1], -1, -1)])
@@ -151,8 +153,6 @@ class OpenVinoModel:
             with torch.no_grad():
                 reference = model(batches[0].float().cpu())
             result.int8_error = relative_rms_error(reference, result(batches[0]))
-            logger.info("OpenVINO int8 (NNCF): relative RMS error against fp32 on the first calibration batch: %.4f",
-                        result.int8_error)
         return result
 
     def save(self, path: str | Path) -> Path:
@@ -161,7 +161,7 @@ class OpenVinoModel:
         if path.suffix != ".xml":
             raise ValueError(f"OpenVinoModel.save: {path} should end in .xml (the weights go next to it in .bin)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"spec": _spec_to_json(self.spec), "preset": self.preset, "quantized": self.precision == "int8",
+        meta = {"spec": treespec_dumps(self.spec), "preset": self.preset, "quantized": self.precision == "int8",
                 "int8_error": self.int8_error, "input_size": self.input_size, "settings": self.settings}
         self.ov_model.set_rt_info(json.dumps(meta), [META_KEY])
         _openvino().save_model(self.ov_model, str(path), compress_to_fp16=False)
@@ -183,7 +183,7 @@ class OpenVinoModel:
             precision = "int8"
         elif precision == "int8":
             raise ValueError(f"{path} holds a float model; export it with --precision int8 to run int8")
-        result = cls(ov_model, _spec_from_json(meta["spec"]), precision, meta["preset"], num_threads)
+        result = cls(ov_model, treespec_loads(meta["spec"]), precision, meta["preset"], num_threads)
         result.int8_error = meta.get("int8_error")
         result.input_size = tuple(meta["input_size"]) if meta.get("input_size") else None
         result.settings = meta.get("settings") or {}
@@ -259,18 +259,6 @@ class OpenVinoModel:
     def __repr__(self) -> str:
         return (f"OpenVinoModel(precision={self.precision!r}, preset={self.preset!r}, "
                 f"shapes={[shape for shape, _ in self._requests]})")
-
-
-def _spec_to_json(spec: TreeSpec) -> str:
-    from torch.utils._pytree import treespec_dumps
-
-    return treespec_dumps(spec)
-
-
-def _spec_from_json(text: str) -> TreeSpec:
-    from torch.utils._pytree import treespec_loads
-
-    return treespec_loads(text)
 
 
 __all__ = ["OpenVinoModel", "available", "bf16_native", "quantize_int8"]

@@ -18,6 +18,7 @@ from ..codecs.heatmap import HeatmapCodec
 from ..data.coco_keypoints import read_image
 from ..data.keypoints import KeypointSpec
 from ..data.transforms import box_to_center_scale, crop_image, normalize_image
+from ..export import load_exported
 from ..models import create_model, get_preset
 from ..visualize import draw_skeleton
 from .common import read_hparams, write_atomic
@@ -132,21 +133,6 @@ class TorchvisionDetector:
         keep = (det["labels"] == self.person_label) & (det["scores"] >= self.threshold)
         return [(float(x1), float(y1), float(x2 - x1), float(y2 - y1), float(s))
                 for (x1, y1, x2, y2), s in zip(det["boxes"][keep].tolist(), det["scores"][keep].tolist())]
-
-
-def load_exported(weights: str | Path) -> Any:
-    """An onnxruntime-backed model for ``.onnx`` files, an OpenVINO one (fp32) for ``.xml`` files,
-    else ``None`` (PyTorch checkpoints)."""
-    suffix = Path(weights).suffix
-    if suffix == ".onnx":
-        from ..export import OnnxModel
-
-        return OnnxModel(weights)
-    if suffix == ".xml":
-        from ..openvino_backend import OpenVinoModel
-
-        return OpenVinoModel.load(weights)
-    return None
 
 
 def _jsonable(person: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from ..data.segmentation import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ..data.transforms import normalize_image
 from ..models import create_model, get_preset
 from .common import read_hparams, write_atomic
-from .pose_inference import iter_inputs, load_exported
+from ..export import load_exported
+from .pose_inference import iter_inputs
 from .seg_inference import predict_logits
 
 
