@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrnet.demo import PoseDemoConfig, SegDemoConfig, make_pose_data, run_pose_demo, run_seg_demo
 from hrnet import openvino_backend, quantization
+from hrnet.demos.pose import PoseDemoConfig, make_pose_data, run_pose_demo
+from hrnet.demos.segmentation import SegDemoConfig, run_seg_demo
 from hrnet.inference import INT8_MAX_ERROR, bf16_supported, prepare
 
 
@@ -61,7 +62,8 @@ it did not leave the initial all-zero-heatmap plateau within 5 epochs (365 steps
 
 
 def pose_quality(out: Path, cfg: PoseDemoConfig, only: list[str]) -> None:
-    from hrnet.tasks.pose import PoseDataModule, PoseEstimation
+    from hrnet.tasks.pose.data import PoseDataModule
+    from hrnet.tasks.pose.module import PoseEstimation
 
     if not (out / "metrics.json").exists():
         run_pose_demo(out, cfg)
@@ -95,7 +97,8 @@ def _int8_note(model: Any) -> str:
 
 
 def seg_quality(out: Path, epochs: int, only: list[str]) -> None:
-    from hrnet.tasks.segmentation import SegDataModule, Segmentation
+    from hrnet.tasks.segmentation.data import SegDataModule
+    from hrnet.tasks.segmentation.module import Segmentation
 
     cfg = replace(SegDemoConfig(), epochs=epochs, val_every=min(epochs, SegDemoConfig().val_every))
     if not (out / "metrics.json").exists():

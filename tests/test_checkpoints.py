@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DATA, load_manifest, measurements
 from safetensors.torch import save_file
 
-from conftest import DATA, load_manifest, measurements
 from hrnet import create_model, load_checkpoint
 from hrnet.models import PRESETS, CheckpointError, read_checkpoint, to_official
-from hrnet.models.convert import compare, guess_preset, to_ours
+from hrnet.models.convert import to_ours
+from hrnet.models.presets import compare, guess_preset
 
 MANIFESTS = sorted(p.name.removesuffix(".json.gz") for p in (DATA / "manifests").glob("*.json.gz"))
 

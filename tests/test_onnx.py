@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 
 from hrnet import export as export_mod  # noqa: E402
 from hrnet.cli import main  # noqa: E402
-from hrnet.export import OnnxModel, export_onnx, max_abs_diff  # noqa: E402
+from hrnet.export import OnnxModel, export_onnx, max_abs_diff
 from hrnet.models import create_model  # noqa: E402
 from hrnet.models.presets import init_weights  # noqa: E402
 

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import as_list, randomise, rel_err, spiky
 from torch import nn
 
 import hrnet.openvino_backend as ovb
@@ -16,8 +17,6 @@ from hrnet import create_model
 from hrnet.cli import main
 from hrnet.inference import CalibrateThenInt8, prepare
 from hrnet.models import HRNet, HRNetBackbone, OCRHead, get_preset
-
-from conftest import as_list, randomise, rel_err, spiky
 
 pytestmark = pytest.mark.skipif(not ovb.available(), reason="openvino is not installed")
 needs_nncf = pytest.mark.skipif(not ovb.available(int8=True), reason="nncf is not installed")
@@ -261,7 +260,7 @@ def test_predict_and_export_with_openvino(pose_checkpoint) -> None:
 def test_exported_files_predict_like_their_checkpoint(tmp_path, fmt: str) -> None:
     """A Lightning-style checkpoint whose settings differ from the defaults (MPII keypoints, DARK
     decoding, sigma 3): the exported file carries them, so prediction from it decodes the same way."""
-    from hrnet.tasks.pose_inference import PosePredictor
+    from hrnet.tasks.pose.predict import PosePredictor
 
     torch.manual_seed(0)
     model = create_model("pose_hrnet_w18_small", num_joints=16)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from hrnet.codecs import HeatmapCodec, JointsMSELoss, dark_blur_kernel, flip_back, flip_test_average
-from hrnet.data.keypoints import COCO_KEYPOINTS
+from hrnet.keypoints.codec import HeatmapCodec, JointsMSELoss, dark_blur_kernel, flip_back, flip_test_average
+from hrnet.keypoints.sets import COCO_KEYPOINTS
 
 
 def _codec(**kw) -> HeatmapCodec:

@@ -12,13 +12,23 @@ import numpy as np
 import pytest
 import torch
 
-from hrnet.data.coco_keypoints import CocoKeypoints
-from hrnet.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
-from hrnet.data.mpii import MpiiKeypoints
-from hrnet.data.transforms import (
-    IMAGENET_MEAN, IMAGENET_STD, AugmentParams, TopDownAugment, affine_points, box_to_center_scale, crop_image,
-    flip_joints, get_affine_transform, half_body_center_scale, sanitize_box, top_down_transform, transform_preds,
+from hrnet.files import IMAGENET_MEAN, IMAGENET_STD
+from hrnet.keypoints.geometry import (
+    AugmentParams,
+    TopDownAugment,
+    affine_points,
+    box_to_center_scale,
+    crop_image,
+    flip_joints,
+    get_affine_transform,
+    half_body_center_scale,
+    sanitize_box,
+    top_down_transform,
+    transform_preds,
 )
+from hrnet.keypoints.sets import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
+from hrnet.tasks.pose.coco import CocoKeypoints
+from hrnet.tasks.pose.mpii import MpiiKeypoints
 
 K = COCO_KEYPOINTS.num_joints
 
@@ -369,7 +379,7 @@ def test_collate_sample_transform_and_drop_out_of_crop(tmp_path):
 
 
 def test_heatmap_codec_plugs_in_as_sample_transform(tmp_path):
-    heatmap = pytest.importorskip("hrnet.codecs.heatmap")
+    heatmap = pytest.importorskip("hrnet.keypoints.codec")
     ann_file, img_dir = _write_coco(tmp_path)
     codec = heatmap.HeatmapCodec((256, 192))
 

@@ -13,17 +13,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from hrnet.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS
-from hrnet.metrics import (
-    coco_keypoint_eval,
-    headsize_from_boxes,
-    oks,
-    oks_nms,
-    pckh,
-    rescore,
-    rescore_and_nms,
-    to_coco_results,
-)
+from hrnet.keypoints.evaluation import coco_keypoint_eval, oks, oks_nms, rescore, rescore_and_nms, to_coco_results
+from hrnet.keypoints.sets import COCO_KEYPOINTS, MPII_KEYPOINTS
+from hrnet.tasks.pose.mpii import headsize_from_boxes, pckh
 
 K = COCO_KEYPOINTS.num_joints
 SIGMAS = np.array(COCO_KEYPOINTS.sigmas)
@@ -194,7 +186,7 @@ def test_coco_eval_custom_keypoint_set():
 
 def test_coco_eval_empty_results(tiny_gt, caplog):
     _, coco_gt = tiny_gt
-    with caplog.at_level(logging.WARNING, logger="hrnet.metrics.keypoints"):
+    with caplog.at_level(logging.WARNING, logger="hrnet.keypoints.evaluation"):
         stats = coco_keypoint_eval(coco_gt, [])
     assert set(stats.values()) == {0.0} and len(stats) == 10
     assert "no keypoint results" in caplog.text

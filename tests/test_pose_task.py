@@ -14,10 +14,12 @@ import torch
 import yaml
 
 from hrnet.cli import main
-from hrnet.codecs.heatmap import HeatmapCodec
-from hrnet.data.keypoints import COCO_KEYPOINTS, KeypointSpec
-from hrnet.data.synthetic import make_synthetic_coco_keypoints
-from hrnet.tasks.pose import PoseDataModule, PoseEstimation, heatmaps_to_image_keypoints
+from hrnet.keypoints.codec import HeatmapCodec
+from hrnet.keypoints.sets import COCO_KEYPOINTS, KeypointSpec
+from hrnet.keypoints.topdown import heatmaps_to_image_keypoints
+from hrnet.synthetic.people import make_synthetic_coco_keypoints
+from hrnet.tasks.pose.data import PoseDataModule
+from hrnet.tasks.pose.module import PoseEstimation
 
 INPUT = (64, 48)
 
@@ -111,7 +113,7 @@ def _write_config(tmp_path: Path, data: dict[str, str]) -> Path:
 
 def test_lightning_cli_links_model_and_data(tiny_coco, tmp_path) -> None:
     """One value configures both the model's codec and the data's target encoder."""
-    from hrnet.tasks.cli import PoseCLI
+    from hrnet.tasks.lightning_cli import PoseCLI
 
     config = _write_config(tmp_path, tiny_coco)
     cli = PoseCLI(PoseEstimation, PoseDataModule, args=["--config", str(config)], run=False)
@@ -214,7 +216,7 @@ def test_mpii_pckh_evaluation(tiny_mpii) -> None:
 
 @pytest.mark.parametrize("config", sorted(Path("configs/pose").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_instantiate(config: Path) -> None:
-    from hrnet.tasks.cli import PoseCLI
+    from hrnet.tasks.lightning_cli import PoseCLI
 
     cli = PoseCLI(PoseEstimation, PoseDataModule, args=["--config", str(config), "--model.pretrained", "null"],
                   run=False)

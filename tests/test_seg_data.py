@@ -14,13 +14,20 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from hrnet.data.segmentation import (
-    CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_PALETTE, CITYSCAPES_TRAIN_TO_LABEL,
-    CityscapesSegmentation, FolderSegmentation, ListSegmentation, SegmentationDataset, colorize_mask,
+from hrnet.files import IMAGENET_MEAN, IMAGENET_STD
+from hrnet.synthetic.streets import SYNTHETIC_LABEL_IDS, make_synthetic_cityscapes, preview_grid
+from hrnet.tasks.segmentation.datasets import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_LABEL_TO_TRAIN,
+    CITYSCAPES_PALETTE,
+    CITYSCAPES_TRAIN_TO_LABEL,
+    CityscapesSegmentation,
+    FolderSegmentation,
+    ListSegmentation,
+    SegmentationDataset,
+    colorize_mask,
     official_scale_range,
 )
-from hrnet.data.synthetic_scenes import SYNTHETIC_LABEL_IDS, make_synthetic_cityscapes, preview_grid
-from hrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -394,7 +401,7 @@ def test_synthetic_cityscapes_layout_mapping_and_seeds(tmp_path):
 
 
 def test_synthetic_scene_content_statistics():
-    from hrnet.data.synthetic_scenes import render_street_scene
+    from hrnet.synthetic.streets import render_street_scene
 
     counts = np.zeros(256)
     present = np.zeros(256)

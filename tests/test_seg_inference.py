@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrnet import create_model
-from hrnet.tasks.seg_inference import (
+from hrnet.tasks.segmentation.tta import (
     CITYSCAPES_TEST,
     IMAGENET_PAD_VALUE,
     predict_logits,

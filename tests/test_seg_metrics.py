@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrnet.losses import CITYSCAPES_CLASS_WEIGHTS, CrossEntropy, OhemCrossEntropy
-from hrnet.metrics.segmentation import ConfusionMatrix, confusion_matrix, metrics_from_confusion
+from hrnet.tasks.segmentation.losses import CITYSCAPES_CLASS_WEIGHTS, CrossEntropy, OhemCrossEntropy
+from hrnet.tasks.segmentation.metrics import ConfusionMatrix, confusion_matrix, metrics_from_confusion
 
 IGNORE = 255
 

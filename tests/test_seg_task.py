@@ -14,8 +14,9 @@ import torch
 import yaml
 
 from hrnet.cli import main
-from hrnet.data.synthetic_scenes import make_synthetic_cityscapes
-from hrnet.tasks.segmentation import SegDataModule, Segmentation
+from hrnet.synthetic.streets import make_synthetic_cityscapes
+from hrnet.tasks.segmentation.data import SegDataModule
+from hrnet.tasks.segmentation.module import Segmentation
 
 CROP = (64, 128)
 

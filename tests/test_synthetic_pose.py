@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hrnet.synthetic import people as syn
 from PIL import Image
 
-from hrnet.data import synthetic as syn
-from hrnet.data.keypoints import COCO_KEYPOINTS, KeypointSpec
-from hrnet.data.synthetic import make_synthetic_coco_keypoints, preview_grid
+from hrnet.keypoints.sets import COCO_KEYPOINTS, KeypointSpec
+from hrnet.synthetic.people import make_synthetic_coco_keypoints, preview_grid
 
 K = COCO_KEYPOINTS.num_joints
 SIZE = (128, 160)  # (H, W): non-square on purpose, so width/height mix-ups show

@@ -15,7 +15,8 @@ import torch
 
 from .models import PRESETS, CheckpointError, list_models, read_checkpoint, to_official
 from .models.complexity import model_complexity
-from .models.convert import guess_preset, to_ours
+from .models.convert import to_ours
+from .models.presets import guess_preset
 
 log = logging.getLogger("hrnet")
 
@@ -81,7 +82,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a synthetic dataset in a real format, train a small model, evaluate on held-out data."""
-    from .demo import PoseDemoConfig, SegDemoConfig, run_pose_demo, run_seg_demo
+    from .demos.pose import PoseDemoConfig, run_pose_demo
+    from .demos.segmentation import SegDemoConfig, run_seg_demo
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("train_images", args.train_images)) if v is not None}
     if args.task == "segmentation":
@@ -95,7 +97,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Pose keypoints or segmentation labels for an image, a folder of images or a video."""
     from .inference import tune_malloc
     from .models import get_preset
-    from .tasks.common import read_hparams
+    from .tasks.base import read_hparams
 
     suffix = Path(args.weights).suffix
     exported = suffix in (".onnx", ".xml")
@@ -122,7 +124,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tune_malloc()
     if name is not None and get_preset(name).task == "segmentation":
         return _predict_segmentation(args)
-    from .tasks.pose_inference import BoxesFile, PosePredictor, TorchvisionDetector, run_prediction
+    from .tasks.base import BoxesFile
+    from .tasks.pose.predict import PosePredictor, TorchvisionDetector, run_prediction
 
     predictor = PosePredictor.from_checkpoint(
         args.weights, model=args.model, keypoints=args.keypoints, input_size=args.input_size,
@@ -158,7 +161,7 @@ def _speed_up(predictor: Any, args: argparse.Namespace) -> None:
 
 
 def _predict_segmentation(args: argparse.Namespace) -> int:
-    from .tasks.seg_predict import SegPredictor, run_seg_prediction
+    from .tasks.segmentation.predict import SegPredictor, run_seg_prediction
 
     predictor = SegPredictor.from_checkpoint(
         args.weights, model=args.model, num_classes=args.num_classes, mode=args.mode,
@@ -172,9 +175,10 @@ def _predict_segmentation(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to ONNX (or OpenVINO) and check onnxruntime (OpenVINO) against PyTorch on a random input."""
-    from .export import OnnxModel, export_onnx, max_abs_diff, task_settings
+    from .export import OnnxModel, export_onnx, max_abs_diff
     from .models import create_model, get_preset
-    from .tasks.common import read_hparams
+    from .runtime import task_settings
+    from .tasks.base import read_hparams
 
     weights = Path(args.weights)
     if not weights.is_file():
@@ -196,7 +200,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if "num_classes" in accepted and "num_classes" not in head and "num_classes" in hparams:
         head["num_classes"] = int(hparams["num_classes"])
     if "num_joints" in accepted and "num_joints" not in head and "keypoints" in hparams:
-        from .tasks.pose import resolve_keypoints
+        from .keypoints.sets import resolve_keypoints
 
         head["num_joints"] = resolve_keypoints(hparams["keypoints"]).num_joints
     size = tuple(args.input_size or hparams.get("input_size") or preset.input_size)
@@ -218,8 +222,9 @@ def _export_openvino(model: Any, name: str, size: tuple[int, ...], out: Path, hp
                      args: argparse.Namespace) -> int:
     """``hrnet export openvino``: an fp32 OpenVINO model (dynamic batch, H and W), read back and compared
     with PyTorch; the precision (fp32/bf16) is chosen when it runs (``hrnet predict --precision``)."""
-    from .export import max_abs_diff, task_settings
+    from .export import max_abs_diff
     from .openvino_backend import OpenVinoModel
+    from .runtime import task_settings
 
     if args.static or args.opset is not None:
         raise ValueError("--static and --opset apply to `hrnet export onnx`")
@@ -320,7 +325,7 @@ LIGHTNING_COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        from .tasks.cli import run_lightning
+        from .tasks.lightning_cli import run_lightning
 
         run_lightning(argv)
         return 0

@@ -25,43 +25,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .runtime import TASK_SETTINGS, input_channels, task_settings
+
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
 MIN_SIZE = 32  # HRNet downsamples by 32; smaller inputs are rejected by the backbone
 META_PREFIX = "hrnet."
 
-
-TASK_SETTINGS = ("keypoints", "sigma", "decode", "num_classes", "class_names")
-"""Checkpoint hyper-parameters that prediction needs besides the weights (keypoint set, heatmap sigma and
-decoding for pose; classes for segmentation). Exported files carry them, so ``hrnet predict`` on an
-``.onnx`` / ``.xml`` file decodes as it would from the checkpoint."""
-
-
-def task_settings(hparams: dict[str, Any]) -> dict[str, Any]:
-    """The :data:`TASK_SETTINGS` present (and not ``None``) in a checkpoint's hyper-parameters; a value
-    that JSON cannot hold is left out with a warning (prediction then falls back to its default)."""
-    settings = {}
-    for key in TASK_SETTINGS:
-        if hparams.get(key) is None:
-            continue
-        try:
-            json.dumps(hparams[key])
-        except TypeError:
-            log.warning("checkpoint setting %s=%r cannot be stored in the exported file; pass it to predict", key,
-                        hparams[key])
-            continue
-        settings[key] = hparams[key]
-    return settings
-
-
-def input_channels(model: nn.Module) -> int:
-    """The image channels ``model`` takes: its backbone's ``in_channels``, else its first convolution's
-    (3 when neither says)."""
-    stated = getattr(getattr(model, "backbone", model), "in_channels", None)
-    if stated is None:
-        stated = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
-    return int(stated)
+__all__ = [
+    "INPUT_NAME", "MIN_SIZE", "TASK_SETTINGS", "OnnxModel", "export_onnx", "input_channels", "load_exported",
+    "max_abs_diff", "task_settings",
+]
 
 
 def load_exported(weights: str | Path) -> Any:
@@ -117,7 +92,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int] | 
     to the preset's input size. The batch axis is dynamic when ``dynamic_batch``; H and W are
     dynamic when ``dynamic_hw`` (any H, W >= 32). Should the exporter fail with dynamic H/W, the
     model is exported again with static H/W and a warning is logged. ``opset=None`` uses the
-    exporter's default opset. ``settings`` (:func:`task_settings`) are stored for prediction
+    exporter's default opset. ``settings`` (:func:`hrnet.runtime.task_settings`) are stored for prediction
     (``OnnxModel.settings``). The file is written through a temporary file and renamed once
     :func:`onnx.checker.check_model` accepts it. Models up to 2 GB (one file, no external data).
     """

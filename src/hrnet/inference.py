@@ -49,14 +49,13 @@ from torch import Tensor, nn
 
 from .models.blocks import BasicBlock, Bottleneck
 from .models.hrnet import HRNetBackbone
+from .runtime import BACKENDS, PRECISIONS
 
 if TYPE_CHECKING:
     from .openvino_backend import OpenVinoModel
 
 logger = logging.getLogger("hrnet.inference")
 
-PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("torch", "openvino")
 
 INT8_MAX_ERROR = 0.1
 """Above this relative RMS error against fp32 on a calibration batch (:func:`hrnet.quantization.int8_error`)

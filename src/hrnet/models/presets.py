@@ -1,4 +1,5 @@
-"""Model zoo: one small entry per preset, and ``create_model`` / ``list_models``.
+"""Model zoo: one small entry per preset, ``create_model`` / ``list_models``, and checkpoint loading
+(``load_checkpoint``, ``guess_preset``; the key formats themselves are :mod:`hrnet.models.convert`).
 
 Each preset records what its official checkpoints depend on (fusion upsampling mode,
 ``align_corners``, single-output last module, head shape, BN momentum, init) as explicit data.
@@ -7,18 +8,24 @@ Each preset records what its official checkpoints depend on (fusion upsampling m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from .convert import CheckpointError, read_checkpoint, to_ours
 from .heads import ClassificationHead, HigherHead, PoseHead, V2Head
 from .hrnet import HRNet, HRNetBackbone
 from .ocr import OCRHead
 from .spec import HRNetSpec, derive_spec
+
+log = logging.getLogger(__name__)
 
 NEAREST: dict[str, Any] = {"upsample_mode": "nearest", "align_corners": None}
 BILINEAR: dict[str, Any] = {"upsample_mode": "bilinear", "align_corners": False}
@@ -193,7 +200,112 @@ def create_model(
         init_weights(model, preset.init)
     model.preset = preset.name  # type: ignore[assignment]
     if weights is not None:
-        from .convert import load_checkpoint
-
         load_checkpoint(model, weights, strict=strict)
     return model
+
+
+@dataclass
+class LoadReport:
+    """What a (possibly non-strict) load did."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def _fit_to_model(sd: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """A bare backbone (``features_only``) takes the backbone part of a full checkpoint."""
+    if not isinstance(model, HRNetBackbone):
+        return sd
+    head = [k for k in sd if k.startswith("head.")]
+    if head:
+        log.info("loading a backbone: ignoring %d head tensors of the checkpoint", len(head))
+    return {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+
+
+def compare(sd: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> LoadReport:
+    """Which keys of ``sd`` fit ``target`` (a model's state dict), and which do not."""
+    report = LoadReport()
+    # Checkpoints from PyTorch < 0.4.1 have no num_batches_tracked at all; that is not a mismatch.
+    skip_counters = not any(k.endswith("num_batches_tracked") for k in sd)
+    for k, t in target.items():
+        if k not in sd:
+            if not (skip_counters and k.endswith("num_batches_tracked")):
+                report.missing.append(k)
+        elif tuple(sd[k].shape) != tuple(t.shape):
+            report.mismatched.append((k, tuple(sd[k].shape), tuple(t.shape)))
+        else:
+            report.loaded.append(k)
+    report.unexpected = [k for k in sd if k not in target]
+    return report
+
+
+def load_checkpoint(
+    model: nn.Module, source: str | Path | Mapping[str, object], strict: bool = True
+) -> LoadReport:
+    """Load ``source`` into ``model`` (an :class:`HRNet` or :class:`HRNetBackbone`).
+
+    Strict by default: any missing, unexpected or mis-shaped key raises :class:`CheckpointError`
+    listing them and naming the preset the checkpoint looks like. ``strict=False`` loads the
+    keys that fit and logs the rest.
+    """
+    name = str(source) if isinstance(source, (str, Path)) else "state dict"
+    ours = to_ours(read_checkpoint(source))
+    sd = _fit_to_model(ours, model)
+    report = compare(sd, model.state_dict())
+    if not report.exact:
+        message = _describe(name, model, report, ours)
+        if strict:
+            raise CheckpointError(message + "\nPass strict=False to load only the tensors that fit.")
+        log.warning(message)
+    model.load_state_dict({k: sd[k] for k in report.loaded}, strict=False)
+    return report
+
+
+def _listing(title: str, items: list[str], limit: int = 8) -> str:
+    if not items:
+        return ""
+    more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"\n  {title} ({len(items)}):\n    " + "\n    ".join(items[:limit]) + more
+
+
+def _describe(name: str, model: nn.Module, report: LoadReport, sd: Mapping[str, Tensor]) -> str:
+    preset = getattr(model, "preset", type(model).__name__)
+    lines = f"checkpoint {name} does not fit model {preset}:"
+    lines += _listing("missing in checkpoint", report.missing)
+    lines += _listing("unexpected in checkpoint", report.unexpected)
+    lines += _listing(
+        "wrong shape (checkpoint vs model)",
+        [f"{k}: {tuple(a)} vs {tuple(b)}" for k, a, b in report.mismatched],
+    )
+    guess, matched, total = guess_preset(sd)
+    if guess:
+        lines += f"\n  it looks like preset {guess!r} ({matched} of {total} tensors match by name and shape)"
+    return lines
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = create_model(name)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def guess_preset(sd: Mapping[str, Tensor]) -> tuple[str | None, int, int]:
+    """The preset whose default model shares the most (name, shape) pairs with ``sd`` (ours)."""
+    keys = {k for k in sd if k.startswith(("backbone.", "head."))}
+    if not keys:
+        return None, 0, len(sd)
+    best: tuple[str | None, int, int] = (None, 0, len(sd))
+    for name in PRESETS:
+        shapes = _preset_shapes(name)
+        matched = sum(1 for k in keys if shapes.get(k) == tuple(sd[k].shape))
+        total = max(len(shapes), len(sd))
+        if matched > best[1] or (matched == best[1] and best[0] is not None and total < best[2]):
+            best = (name, matched, total)
+    return best

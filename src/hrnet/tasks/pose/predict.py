@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +14,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..codecs.heatmap import HeatmapCodec
-from ..data.coco_keypoints import read_image
-from ..data.keypoints import KeypointSpec
-from ..data.transforms import box_to_center_scale, crop_image, normalize_image
-from ..export import load_exported
-from ..models import create_model, get_preset
-from ..visualize import draw_skeleton
-from .common import read_hparams, write_atomic
-from .pose import heatmaps_to_image_keypoints, predict_heatmaps, resolve_keypoints
+from ...export import load_exported
+from ...files import VIDEO_SUFFIXES, iter_inputs, normalize_image, read_image, write_atomic
+from ...keypoints.codec import HeatmapCodec
+from ...keypoints.drawing import draw_skeleton
+from ...keypoints.geometry import box_to_center_scale, crop_image
+from ...keypoints.sets import KeypointSpec, resolve_keypoints
+from ...keypoints.topdown import heatmaps_to_image_keypoints, predict_heatmaps
+from ...models import create_model, get_preset
+from ..base import Box, BoxesFile, read_hparams
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-Box = tuple[float, float, float, float, float]  # x, y, w, h, score
 
 
 class PosePredictor:
@@ -87,29 +83,6 @@ class PosePredictor:
                 for k, b in zip(kpts, boxes)]
 
 
-class BoxesFile:
-    """Person boxes from a COCO detection-results JSON, looked up by image id or file name."""
-
-    def __init__(self, path: str | Path, threshold: float = 0.0, category_id: int = 1) -> None:
-        with open(path) as f:
-            entries = json.load(f)
-        if not isinstance(entries, list):
-            raise ValueError(f"boxes file {path}: expected a list of {{image_id, bbox, score}} (COCO results format)")
-        self.by_key: dict[Any, list[Box]] = {}
-        for i, e in enumerate(entries):
-            if not isinstance(e, dict) or "bbox" not in e or ("image_id" not in e and "file_name" not in e):
-                raise ValueError(f"boxes file {path}: entry {i} needs bbox and image_id (or file_name): {e!r}")
-            if e.get("category_id", category_id) != category_id or e.get("score", 1.0) < threshold:
-                continue
-            key = e.get("file_name", e.get("image_id"))
-            self.by_key.setdefault(key, []).append((*map(float, e["bbox"]), float(e.get("score", 1.0))))
-
-    def boxes_for(self, path: Path) -> list[Box]:
-        if path.name in self.by_key:
-            return self.by_key[path.name]
-        return self.by_key.get(int(path.stem), []) if path.stem.isdigit() else []
-
-
 class TorchvisionDetector:
     """A torchvision detection model (e.g. ``fasterrcnn_resnet50_fpn``) with user-supplied weights."""
 
@@ -138,15 +111,6 @@ class TorchvisionDetector:
 def _jsonable(person: dict[str, Any]) -> dict[str, Any]:
     return {"keypoints": [round(float(v), 2) for v in person["keypoints"].reshape(-1)],
             "box": [round(v, 2) for v in person["box"]], "score": round(person["score"], 4)}
-
-
-def iter_inputs(source: Path) -> Iterator[Path]:
-    if source.is_dir():
-        yield from sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    elif source.is_file():
-        yield source
-    else:
-        raise FileNotFoundError(f"input {source} not found (expected an image, a folder of images or a video)")
 
 
 def run_prediction(source: Path, out: Path, predictor: PosePredictor, boxes: BoxesFile | None = None,

@@ -12,14 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.coco_keypoints import read_image
-from ..data.segmentation import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from ..data.transforms import normalize_image
-from ..models import create_model, get_preset
-from .common import read_hparams, write_atomic
-from ..export import load_exported
-from .pose_inference import iter_inputs
-from .seg_inference import predict_logits
+from ...export import load_exported
+from ...files import iter_inputs, normalize_image, read_image, write_atomic
+from ...models import create_model, get_preset
+from ..base import read_hparams
+from .datasets import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from .tta import predict_logits
 
 
 def make_palette(num_classes: int) -> np.ndarray:

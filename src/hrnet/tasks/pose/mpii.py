@@ -4,21 +4,25 @@ Each entry is ``{"image": "xxx.jpg", "center": [x, y], "scale": s, "joints": [[x
 "joints_vis": [0/1] * 16}`` with MATLAB 1-based pixel coordinates and ``s`` = person height / 200.
 As the official loader: ``center.y += 15 * s`` and ``scale *= 1.25`` (to keep limbs inside), then
 center and joints are shifted to 0-based (``- 1``). ``joints`` / ``joints_vis`` may be absent (test split).
-The output samples are the same dicts as ``CocoKeypoints`` (see ``TopDownDataset``).
+The output samples are the same dicts as ``CocoKeypoints`` (see ``TopDownDataset``). :func:`pckh` is the
+official MPII evaluation (``MPIIDataset.evaluate``).
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .coco_keypoints import PersonRecord, SampleTransform, TopDownDataset, _is_number_list, _load_json
-from .keypoints import MPII_KEYPOINTS, KeypointSpec
-from .transforms import TopDownAugment
+from ...keypoints.geometry import TopDownAugment
+from ...keypoints.sets import MPII_KEYPOINTS, KeypointSpec
+from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset, _is_number_list, _load_json
 
-__all__ = ["MpiiKeypoints"]
+__all__ = ["MpiiKeypoints", "headsize_from_boxes", "load_headboxes", "pckh"]
 
 
 class MpiiKeypoints(TopDownDataset):
@@ -134,3 +138,75 @@ def load_headboxes(path: str | Path) -> np.ndarray:
     if boxes.ndim not in (2, 3) or boxes.reshape(len(boxes), -1).shape[1] != 4:
         raise ValueError(f"headboxes file {path}: expected (N, 2, 2) or (N, 4) boxes, got shape {boxes.shape}")
     return boxes.reshape(-1, 2, 2).astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------------- MPII
+def headsize_from_boxes(headboxes: Any, sc_bias: float = 0.6) -> np.ndarray:
+    """MPII normaliser: ``sc_bias * ||br - tl||`` per person from head boxes ``(N, 2, 2)`` (tl, br)
+    or ``(N, 4)`` (x1, y1, x2, y2), as the official ``SC_BIAS = 0.6`` over ``headboxes_src``."""
+    b = np.asarray(headboxes, dtype=np.float64).reshape(-1, 2, 2)
+    return sc_bias * np.linalg.norm(b[:, 1] - b[:, 0], axis=1)
+
+
+_PCKH_TABLE = (
+    ("Head", ("head_top",)),
+    ("Shoulder", ("left_shoulder", "right_shoulder")),
+    ("Elbow", ("left_elbow", "right_elbow")),
+    ("Wrist", ("left_wrist", "right_wrist")),
+    ("Hip", ("left_hip", "right_hip")),
+    ("Knee", ("left_knee", "right_knee")),
+    ("Ankle", ("left_ankle", "right_ankle")),
+)
+
+
+def pckh(pred: Any, gt: Any, visible: Any, headsize: Any, threshold: float = 0.5,
+         joint_names: Sequence[str] = MPII_KEYPOINTS.joint_names,
+         exclude_from_mean: Sequence[str] = ("pelvis", "thorax"),
+         low_threshold: float = 0.1) -> dict[str, float]:
+    """MPII PCKh in percent, as the official ``MPIIDataset.evaluate``.
+
+    A visible joint is correct when ``||pred - gt|| / headsize <= threshold``. ``headsize`` (N,) is the
+    *already scaled* normaliser: official = ``0.6 * head box diagonal`` from the GT ``.mat``
+    (:func:`headsize_from_boxes`); pred and gt must share one pixel convention (the official compares
+    1-based predictions with the 1-based ``.mat``).
+
+    Returns an ordered dict: the official table ``Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle``
+    (left/right averaged; rows whose joints are not in ``joint_names`` are left out), ``Mean`` (over all
+    joints but ``exclude_from_mean``, weighted by visible count = total hits / total count),
+    ``Mean@<low_threshold>``, then per-joint PCKh keyed by joint name (NaN for a joint never visible).
+    Note: the official "Mean@0.1" column reads ``pckAll[11]`` of ``arange(0, 0.51, 0.01)``, i.e. a 0.11
+    threshold; pass ``low_threshold=0.11`` to reproduce it.
+    """
+    p = np.asarray(pred, dtype=np.float64)[..., :2]
+    g = np.asarray(gt, dtype=np.float64)[..., :2]
+    vis = np.asarray(visible).astype(bool)
+    hs = np.asarray(headsize, dtype=np.float64).reshape(-1)
+    n, k = vis.shape
+    if p.shape != (n, k, 2) or g.shape != (n, k, 2) or hs.shape != (n,) or len(joint_names) != k:
+        raise ValueError(f"pckh: shapes pred {p.shape}, gt {g.shape}, visible {vis.shape}, "
+                         f"headsize {hs.shape}, {len(joint_names)} joint names do not agree")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.linalg.norm(p - g, axis=-1) / hs[:, None]
+    count = vis.sum(axis=0)
+    names = list(joint_names)
+    in_mean = np.array([name not in set(exclude_from_mean) for name in names])
+
+    def per_joint(thr: float) -> tuple[np.ndarray, float]:
+        hits = ((err <= thr) & vis).sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pck = 100.0 * hits / count
+        total = count[in_mean].sum()
+        mean = 100.0 * hits[in_mean].sum() / total if total > 0 else float("nan")
+        return pck, float(mean)
+
+    pck, mean = per_joint(threshold)
+    _, mean_low = per_joint(low_threshold)
+    out: OrderedDict[str, float] = OrderedDict()
+    for row, members in _PCKH_TABLE:
+        if all(m in names for m in members):
+            out[row] = float(np.mean([pck[names.index(m)] for m in members]))
+    out["Mean"] = mean
+    out[f"Mean@{low_threshold:g}"] = mean_low
+    for j, name in enumerate(names):
+        out[name] = float(pck[j])
+    return out

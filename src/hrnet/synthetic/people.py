@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .keypoints import COCO_KEYPOINTS, KeypointSpec
+from ..keypoints.sets import COCO_KEYPOINTS, KeypointSpec
 
 # ----------------------------------------------------------------------------------------------
 # Pose: drawing primitives (sub-pixel coordinates via cv2's fixed-point ``shift``)

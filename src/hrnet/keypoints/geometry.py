@@ -21,16 +21,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .keypoints import KeypointSpec
+from .sets import KeypointSpec
 
 PIXEL_STD = 200.0
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "PIXEL_STD", "AugmentParams", "TopDownAugment", "affine_points",
+    "PIXEL_STD", "AugmentParams", "TopDownAugment", "affine_points",
     "box_to_center_scale", "crop_image", "flip_joints", "get_affine_transform", "half_body_center_scale",
-    "normalize_image", "sanitize_box", "top_down_transform", "transform_preds",
+    "sanitize_box", "top_down_transform", "transform_preds",
 ]
 
 
@@ -154,14 +152,6 @@ def crop_image(
         flags=cv2.INTER_LINEAR,
     )
     return crop, matrix
-
-
-def normalize_image(image_rgb: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-    """uint8 (H, W, 3) -> float32 (3, H, W): ``(x / 255 - mean) / std`` (torchvision ToTensor + Normalize)."""
-    x = image_rgb.astype(np.float32) / np.float32(255.0)
-    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
 # ------------------------------------------------------------------------------------------ augmentation

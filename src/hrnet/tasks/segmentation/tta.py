@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ...files import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "CITYSCAPES_MS_SCALES",

@@ -1,176 +1,19 @@
-"""COCO person keypoints as top-down samples: one crop per annotated person (or per detected box).
-
-``TopDownDataset`` is the shared sample pipeline (read image, augment, crop, normalise); ``CocoKeypoints``
-and ``hrnet.data.mpii.MpiiKeypoints`` only build its list of person records.
-"""
+"""COCO person keypoints as top-down samples: one crop per annotated person (or per detected box)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from .keypoints import COCO_KEYPOINTS, KeypointSpec
-from .transforms import (
-    PIXEL_STD, TopDownAugment, box_to_center_scale, normalize_image, sanitize_box, top_down_transform,
-)
-
-__all__ = ["CocoKeypoints", "PersonRecord", "TopDownDataset", "read_image"]
-
-SampleTransform = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class PersonRecord:
-    """One top-down sample before augmentation: joints in image pixels, ``joints_vis`` 0/1."""
-
-    image_file: str
-    image_id: int
-    center: np.ndarray  # (2,) float32
-    scale: np.ndarray  # (2,) float32, box size / 200
-    joints: np.ndarray  # (K, 2) float32
-    joints_vis: np.ndarray  # (K,) float32
-    score: float = 1.0
-    ann_id: int = -1
-
-
-def read_image(path: str, color_rgb: bool = True) -> np.ndarray:
-    """uint8 (H, W, 3) image, RGB when ``color_rgb`` (cv2 reads BGR, EXIF orientation ignored as official)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file {path} not found")
-    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise ValueError(f"image file {path} unreadable (cv2.imread failed: corrupt or unsupported format)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
-
-
-class TopDownDataset(Dataset):
-    """Shared top-down sample pipeline over a list of ``PersonRecord``.
-
-    ``__getitem__`` returns a dict of tensors:
-
-    * ``image`` float32 (3, H, W), ImageNet-normalised (RGB unless ``color_rgb=False``);
-    * ``joints`` float32 (K, 2) in input-crop pixels (x, y); invisible joints are (0, 0);
-    * ``joints_vis`` float32 (K,) 0/1 (see ``drop_out_of_crop``);
-    * ``center``, ``scale`` float32 (2,) of the crop actually taken (after augmentation; the center is in
-      flipped-image coordinates when ``flipped``), ``rotation`` float32 degrees, ``flipped`` bool;
-    * ``image_id`` int64, ``ann_id`` int64 (-1 for detections / MPII), ``score`` float32 (box score, 1 for
-      ground-truth boxes), ``area`` float32 ``prod(scale * 200)`` (the box area the official evaluation uses
-      for OKS rescoring); ``index`` int64; plus ``image_file`` (str).
-
-    Randomness: with ``seed`` set, sample ``i`` of epoch ``e`` uses ``numpy.random.default_rng((seed, e, i))``,
-    so results do not depend on worker count or order; call ``set_epoch`` each epoch. With ``seed=None``
-    each call draws fresh OS entropy.
-
-    ``sample_transform`` (optional) gets the finished dict (tensors) and may add keys, e.g. heatmap targets
-    from ``hrnet.codecs``; it runs inside DataLoader workers.
-    """
-
-    def __init__(
-        self,
-        records: Sequence[PersonRecord],
-        *,
-        keypoints: KeypointSpec,
-        input_size: tuple[int, int],
-        train: bool,
-        augment: TopDownAugment | None,
-        color_rgb: bool = True,
-        seed: int | None = None,
-        drop_out_of_crop: bool = False,
-        sample_transform: SampleTransform | None = None,
-    ) -> None:
-        if len(input_size) != 2 or min(int(v) for v in input_size) <= 0:
-            raise ValueError(f"input_size must be (H, W) with positive entries, got {input_size!r}")
-        self.records = list(records)
-        self.keypoints = keypoints
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.train = bool(train)
-        self.augment = augment if train else None
-        self.color_rgb = color_rgb
-        self.seed = seed
-        self.epoch = 0
-        self.drop_out_of_crop = drop_out_of_crop
-        self.sample_transform = sample_transform
-
-    @property
-    def num_joints(self) -> int:
-        return self.keypoints.num_joints
-
-    @property
-    def aspect_ratio(self) -> float:
-        """Model input ``W / H``."""
-        return self.input_size[1] / self.input_size[0]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def rng_for(self, index: int) -> np.random.Generator:
-        if self.seed is None:
-            return np.random.default_rng()
-        return np.random.default_rng((int(self.seed), self.epoch, int(index)))
-
-    def load_sample(self, index: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
-        """The numpy sample (uint8 (H, W, 3) crop, float joints, ...) before normalisation."""
-        rec = self.records[index]
-        image = read_image(rec.image_file, self.color_rgb)
-        if self.augment is not None and rng is None:
-            rng = self.rng_for(index)
-        out = top_down_transform(
-            image, rec.joints, rec.joints_vis, rec.center, rec.scale, self.input_size, self.keypoints,
-            augment=self.augment, rng=rng, drop_out_of_crop=self.drop_out_of_crop,
-        )
-        out.update(image_file=rec.image_file, image_id=rec.image_id, ann_id=rec.ann_id, score=rec.score,
-                   area=float(np.prod(out["scale"].astype(np.float64) * PIXEL_STD)), index=index)
-        return out
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        s = self.load_sample(index)
-        sample = {
-            "image": torch.from_numpy(normalize_image(s["image"])),
-            "joints": torch.from_numpy(s["joints"]),
-            "joints_vis": torch.from_numpy(s["joints_vis"]),
-            "center": torch.from_numpy(np.asarray(s["center"], dtype=np.float32)),
-            "scale": torch.from_numpy(np.asarray(s["scale"], dtype=np.float32)),
-            "rotation": torch.tensor(s["rotation"], dtype=torch.float32),
-            "flipped": torch.tensor(s["flipped"]),
-            "image_id": torch.tensor(s["image_id"], dtype=torch.int64),
-            "ann_id": torch.tensor(s["ann_id"], dtype=torch.int64),
-            "score": torch.tensor(s["score"], dtype=torch.float32),
-            "area": torch.tensor(s["area"], dtype=torch.float32),
-            "index": torch.tensor(index, dtype=torch.int64),
-            "image_file": s["image_file"],
-        }
-        return self.sample_transform(sample) if self.sample_transform is not None else sample
-
-
-# ------------------------------------------------------------------------------------------------- COCO
-def _load_json(path: str | Path, what: str) -> Any:
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {path}: file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {path}: not valid JSON ({err})") from err
-
-
-def _is_number_list(values: Any, n: int | None = None) -> bool:
-    return (isinstance(values, (list, tuple)) and (n is None or len(values) == n)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
+from ...keypoints.geometry import TopDownAugment, box_to_center_scale, sanitize_box
+from ...keypoints.sets import COCO_KEYPOINTS, KeypointSpec
+from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset, _is_number_list, _load_json
 
 
 class CocoKeypoints(TopDownDataset):

@@ -46,10 +46,12 @@ def run_lightning(args: Sequence[str]) -> None:
     name = preset_named(args)
     kwargs = dict(args=list(args), save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "hrnet"})
     if name is not None and get_preset(name).task == "segmentation":
-        from .segmentation import SegDataModule, Segmentation
+        from .segmentation.data import SegDataModule
+        from .segmentation.module import Segmentation
 
         LightningCLI(Segmentation, SegDataModule, **kwargs)
     else:
-        from .pose import PoseDataModule, PoseEstimation
+        from .pose.data import PoseDataModule
+        from .pose.module import PoseEstimation
 
         PoseCLI(PoseEstimation, PoseDataModule, **kwargs)

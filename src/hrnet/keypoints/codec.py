@@ -176,7 +176,7 @@ class HeatmapCodec:
     @classmethod
     def from_spec(cls, spec: Any, input_size: Sequence[int], *, use_joint_weights: bool = False,
                   **kwargs: Any) -> "HeatmapCodec":
-        """Codec for a :class:`~hrnet.data.keypoints.KeypointSpec` (joint weights from ``spec.weights``)."""
+        """Codec for a :class:`~hrnet.keypoints.sets.KeypointSpec` (joint weights from ``spec.weights``)."""
         weights = spec.weights if use_joint_weights else None
         return cls(input_size, joint_weights=weights, **kwargs)
 

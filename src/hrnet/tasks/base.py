@@ -1,7 +1,8 @@
-"""Pieces every task shares: batching, checkpoint metadata, atomic file writes."""
+"""Pieces every task shares: batching, checkpoint metadata, person boxes from detection-results files."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,6 @@ def read_hparams(path: str | Path) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - see docstring
         return {}
     return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    tmp.replace(path)
 
 
 class EvaluationHooks:
@@ -76,3 +69,29 @@ def build_task_model(name: str, pretrained: str | None, grad_checkpointing: bool
         model.set_grad_checkpointing(True)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return model.to(memory_format=memory_format), memory_format
+
+
+Box = tuple[float, float, float, float, float]  # x, y, w, h, score
+
+
+class BoxesFile:
+    """Person boxes from a COCO detection-results JSON, looked up by image id or file name."""
+
+    def __init__(self, path: str | Path, threshold: float = 0.0, category_id: int = 1) -> None:
+        with open(path) as f:
+            entries = json.load(f)
+        if not isinstance(entries, list):
+            raise ValueError(f"boxes file {path}: expected a list of {{image_id, bbox, score}} (COCO results format)")
+        self.by_key: dict[Any, list[Box]] = {}
+        for i, e in enumerate(entries):
+            if not isinstance(e, dict) or "bbox" not in e or ("image_id" not in e and "file_name" not in e):
+                raise ValueError(f"boxes file {path}: entry {i} needs bbox and image_id (or file_name): {e!r}")
+            if e.get("category_id", category_id) != category_id or e.get("score", 1.0) < threshold:
+                continue
+            key = e.get("file_name", e.get("image_id"))
+            self.by_key.setdefault(key, []).append((*map(float, e["bbox"]), float(e.get("score", 1.0))))
+
+    def boxes_for(self, path: Path) -> list[Box]:
+        if path.name in self.by_key:
+            return self.by_key[path.name]
+        return self.by_key.get(int(path.stem), []) if path.stem.isdigit() else []

@@ -47,8 +47,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .coco_keypoints import read_image
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+from ...files import IMAGENET_MEAN, IMAGENET_STD, normalize_image, read_image
 
 __all__ = [
     "CITYSCAPES_CLASSES", "CITYSCAPES_LABEL_NAMES", "CITYSCAPES_LABEL_TO_TRAIN", "CITYSCAPES_PALETTE",

@@ -128,3 +128,12 @@ def get_keypoint_spec(name: str) -> KeypointSpec:
     if name not in KEYPOINT_SPECS:
         raise ValueError(f"unknown keypoint set {name!r}; presets: {sorted(KEYPOINT_SPECS)} (or give the fields)")
     return KEYPOINT_SPECS[name]
+
+
+def resolve_keypoints(keypoints: str | Mapping[str, Any] | KeypointSpec) -> KeypointSpec:
+    """A keypoint set from a preset name (``coco``, ``mpii``), a config mapping, or as is."""
+    if isinstance(keypoints, KeypointSpec):
+        return keypoints
+    if isinstance(keypoints, str):
+        return get_keypoint_spec(keypoints)
+    return KeypointSpec.from_dict(keypoints)

@@ -1,10 +1,9 @@
-"""Top-down human pose estimation (HRNetV1, paper Sec. 5): training, flip-test inference,
-decoding, OKS-NMS and COCO (pycocotools) / PCKh evaluation, as a LightningModule + DataModule."""
+"""Top-down human pose estimation (HRNetV1, paper Sec. 5) as a LightningModule: training, flip-test
+inference, decoding, OKS-NMS and COCO (pycocotools) / PCKh evaluation."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,48 +11,15 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from ..codecs.heatmap import HeatmapCodec, JointsMSELoss, flip_back
-from ..data.coco_keypoints import CocoKeypoints, TopDownDataset
-from ..data.keypoints import KeypointSpec, get_keypoint_spec
-from ..data.mpii import MpiiKeypoints
-from ..data.transforms import transform_preds
-from ..metrics.keypoints import coco_keypoint_eval, headsize_from_boxes, pckh, rescore_and_nms, to_coco_results
-from .common import EvaluationHooks, build_task_model, collate, write_atomic
-
-
-def resolve_keypoints(keypoints: str | Mapping[str, Any] | KeypointSpec) -> KeypointSpec:
-    """A keypoint set from a preset name (``coco``, ``mpii``), a config mapping, or as is."""
-    if isinstance(keypoints, KeypointSpec):
-        return keypoints
-    if isinstance(keypoints, str):
-        return get_keypoint_spec(keypoints)
-    return KeypointSpec.from_dict(keypoints)
-
-
-@torch.no_grad()
-def predict_heatmaps(model: torch.nn.Module, images: Tensor, flip_index: Sequence[int] | None = None,
-                     shift: bool = True) -> Tensor:
-    """(B, 3, H, W) -> (B, K, H/4, W/4); with ``flip_index``, averaged with the flipped image's
-    heatmaps mirrored back (and shifted one pixel, as the official flip test)."""
-    heatmaps = model(images).float()
-    if flip_index is not None:
-        flipped = model(torch.flip(images, dims=[3])).float()
-        heatmaps = (heatmaps + flip_back(flipped, flip_index, shift=shift)) / 2
-    return heatmaps
-
-
-def heatmaps_to_image_keypoints(codec: HeatmapCodec, heatmaps: Tensor, centers: Tensor, scales: Tensor,
-                                method: str | None = None) -> np.ndarray:
-    """Decode heatmaps and map them back through each crop: (B, K, 3) [x, y, confidence] in image pixels."""
-    coords, maxvals = codec.decode(heatmaps.detach().float().cpu().numpy(), method)
-    size_wh = (codec.heatmap_size[1], codec.heatmap_size[0])
-    out = np.zeros((*coords.shape[:2], 3), dtype=np.float32)
-    for i in range(coords.shape[0]):
-        out[i, :, :2] = transform_preds(coords[i], centers[i].cpu().numpy(), scales[i].cpu().numpy(), size_wh)
-    out[..., 2] = maxvals[..., 0]
-    return out
+from ...files import write_atomic
+from ...keypoints.codec import HeatmapCodec, JointsMSELoss
+from ...keypoints.evaluation import coco_keypoint_eval, rescore_and_nms, to_coco_results
+from ...keypoints.sets import resolve_keypoints
+from ...keypoints.topdown import TopDownDataset, heatmaps_to_image_keypoints, predict_heatmaps
+from ..base import EvaluationHooks, build_task_model
+from .coco import CocoKeypoints
+from .mpii import MpiiKeypoints, headsize_from_boxes, pckh
 
 
 class PoseEstimation(EvaluationHooks, L.LightningModule):
@@ -189,102 +155,3 @@ class PoseEstimation(EvaluationHooks, L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
-class EncodeTargets:
-    """DataLoader-side target encoding: adds ``target`` (K, h, w) and ``target_weight`` (K, 1)."""
-
-    def __init__(self, codec: HeatmapCodec) -> None:
-        self.codec = codec
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        target, weight = self.codec.encode(sample["joints"].numpy(), sample["joints_vis"].numpy())
-        sample["target"] = torch.from_numpy(target)
-        sample["target_weight"] = torch.from_numpy(weight).reshape(-1, 1)
-        return sample
-
-
-class PoseDataModule(L.LightningDataModule):
-    """Keypoint data: ``dataset: coco`` (any COCO-format JSON; GT boxes for training, GT or detector
-    boxes for evaluation) or ``dataset: mpii`` (the official MPII JSON; PCKh needs ``*_headboxes``).
-
-    ``input_size``, ``sigma``, ``unbiased``, ``keypoints``, ``use_joint_weights`` must equal the
-    model's (the CLI links them).
-    """
-
-    def __init__(
-        self,
-        dataset: str = "coco",
-        train_ann: str | None = None,
-        train_images: str | None = None,
-        val_ann: str | None = None,
-        val_images: str | None = None,
-        val_boxes: str | None = None,
-        test_ann: str | None = None,
-        test_images: str | None = None,
-        test_boxes: str | None = None,
-        val_headboxes: str | None = None,
-        test_headboxes: str | None = None,
-        box_score_threshold: float = 0.0,
-        keypoints: str | dict[str, Any] = "coco",
-        input_size: tuple[int, int] = (256, 192),
-        sigma: float = 2.0,
-        unbiased: bool = False,
-        use_joint_weights: bool = False,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        scale_factor: float = 0.35,
-        rotation_factor: float = 45.0,
-        rotation_prob: float = 0.6,
-        flip: bool = True,
-        half_body_prob: float = 0.3,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        if dataset not in ("coco", "mpii"):
-            raise ValueError(f"data.dataset must be 'coco' or 'mpii', got {dataset!r}")
-        self.save_hyperparameters()
-        self.keypoints = resolve_keypoints(keypoints)
-        codec = HeatmapCodec.from_spec(self.keypoints, input_size, sigma=sigma, unbiased=unbiased,
-                                       use_joint_weights=use_joint_weights)
-        self.encode = EncodeTargets(codec)
-        self.train_set: TopDownDataset | None = None
-        self.val_set: TopDownDataset | None = None
-        self.test_set: TopDownDataset | None = None
-
-    def _dataset(self, ann: str | None, images: str | None, train: bool, boxes: str | None = None,
-                 headboxes: str | None = None, what: str = "") -> TopDownDataset:
-        if not ann or not images:
-            raise ValueError(f"data: {what}_ann and {what}_images are required for this stage")
-        h = self.hparams
-        common = dict(ann_file=ann, img_dir=images, train=train, keypoints=self.keypoints,
-                      input_size=tuple(h.input_size), scale_factor=h.scale_factor, rotation_factor=h.rotation_factor,
-                      rotation_prob=h.rotation_prob, flip=h.flip, half_body_prob=h.half_body_prob, seed=h.seed,
-                      sample_transform=self.encode if boxes is None else None)
-        if h.dataset == "coco":
-            return CocoKeypoints(**common, boxes=boxes, box_score_threshold=h.box_score_threshold)
-        return MpiiKeypoints(**common, headboxes=headboxes)
-
-    def setup(self, stage: str) -> None:
-        h = self.hparams
-        if stage == "fit" and self.train_set is None:
-            self.train_set = self._dataset(h.train_ann, h.train_images, True, what="train")
-        if stage in ("fit", "validate") and self.val_set is None and h.val_ann:
-            self.val_set = self._dataset(h.val_ann, h.val_images, False, h.val_boxes, h.val_headboxes, what="val")
-        if stage == "test" and self.test_set is None:
-            self.test_set = self._dataset(h.test_ann or h.val_ann, h.test_images or h.val_images, False,
-                                          h.test_boxes, h.test_headboxes or h.val_headboxes, what="test")
-
-    def _loader(self, dataset: TopDownDataset, train: bool) -> DataLoader:
-        h = self.hparams
-        return DataLoader(dataset, batch_size=h.batch_size if train else (h.eval_batch_size or h.batch_size),
-                          shuffle=train, drop_last=train, num_workers=h.num_workers, collate_fn=collate,
-                          persistent_workers=False, pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False) if self.val_set is not None else []
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, False)

@@ -1,6 +1,6 @@
 """Semantic segmentation with HRNetV2 (paper Sec. 6) and HRNet-OCR: training with (OHEM)
 cross-entropy and poly SGD, whole/sliding/multi-scale/flip evaluation, confusion-matrix metrics
-reduced across DDP ranks, as a LightningModule + DataModule."""
+reduced across DDP ranks, as a LightningModule."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from ..data.segmentation import (
-    CITYSCAPES_CLASSES, CityscapesSegmentation, FolderSegmentation, ListSegmentation, SegmentationDataset,
+from ...models import OCRHead
+from ..base import EvaluationHooks, build_task_model
+from .datasets import (
+    CITYSCAPES_CLASSES,
 )
-from ..losses import CITYSCAPES_CLASS_WEIGHTS, CrossEntropy, OhemCrossEntropy
-from ..metrics.segmentation import ConfusionMatrix
-from ..models import OCRHead
-from .common import EvaluationHooks, build_task_model, collate
-from .seg_inference import predict_logits
+from .losses import CITYSCAPES_CLASS_WEIGHTS, CrossEntropy, OhemCrossEntropy
+from .metrics import ConfusionMatrix
+from .tta import predict_logits
 
 
 class Segmentation(EvaluationHooks, L.LightningModule):
@@ -37,7 +36,7 @@ class Segmentation(EvaluationHooks, L.LightningModule):
             weight decay 5e-4) or ``adamw``, with poly decay (power 0.9) per iteration.
         eval_mode, eval_crop, eval_stride, eval_scales, eval_flip, eval_window, eval_base_size: validation
             inference (whole image or sliding window - ``pad`` as the official base code, ``clamp`` as
-            its Cityscapes override; multi-scale; flip); see :func:`hrnet.tasks.seg_inference.predict_logits`.
+            its Cityscapes override; multi-scale; flip); see :func:`hrnet.tasks.segmentation.tta.predict_logits`.
     """
 
     def __init__(
@@ -158,79 +157,3 @@ class Segmentation(EvaluationHooks, L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": poly, "interval": "step"}}
 
 
-class SegDataModule(L.LightningDataModule):
-    """Segmentation data: ``cityscapes`` (real folder layout, label ids -> train ids), ``folder``
-    (images + masks of class indices), or ``list`` (the official list files).
-
-    Training, as official: random scale (``base_size`` long side x 0.5, 0.6, ... 2.1), pad, random
-    ``crop_size`` (H, W) crop, flip; evaluation on whole images.
-    """
-
-    def __init__(
-        self,
-        dataset: str = "cityscapes",
-        root: str = "data/cityscapes",
-        train_split: str = "train",
-        val_split: str = "val",
-        images: str | None = None,
-        masks: str | None = None,
-        val_images: str | None = None,
-        val_masks: str | None = None,
-        classes: list[str] | None = None,
-        train_list: str | None = None,
-        val_list: str | None = None,
-        crop_size: tuple[int, int] = (512, 1024),
-        base_size: int | None = 2048,
-        scale_range: tuple[float, float] | None = (0.5, 2.1),
-        scale_step: float | None = 0.1,
-        flip: bool = True,
-        ignore_index: int = 255,
-        batch_size: int = 3,
-        eval_batch_size: int = 1,
-        num_workers: int = 4,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        if dataset not in ("cityscapes", "folder", "list"):
-            raise ValueError(f"data.dataset must be 'cityscapes', 'folder' or 'list', got {dataset!r}")
-        self.save_hyperparameters()
-        self.train_set: SegmentationDataset | None = None
-        self.val_set: SegmentationDataset | None = None
-
-    def _dataset(self, train: bool) -> SegmentationDataset:
-        h = self.hparams
-        aug = dict(train=train, crop_size=tuple(h.crop_size), base_size=h.base_size,
-                   scale_range=tuple(h.scale_range) if h.scale_range else None, scale_step=h.scale_step,
-                   flip=h.flip, ignore_index=h.ignore_index, seed=h.seed)
-        if h.dataset == "cityscapes":
-            return CityscapesSegmentation(h.root, split=h.train_split if train else h.val_split, **aug)
-        if h.dataset == "folder":
-            images, masks = (h.images, h.masks) if train else (h.val_images, h.val_masks)
-            if not images or not masks or not h.classes:
-                raise ValueError("data.dataset 'folder' needs images/masks (val_images/val_masks) and classes")
-            return FolderSegmentation(images, masks, h.classes, **aug)
-        list_file = h.train_list if train else h.val_list
-        if not list_file:
-            raise ValueError("data.dataset 'list' needs train_list / val_list")
-        return ListSegmentation(h.root, list_file, **aug)
-
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.train_set is None:
-            self.train_set = self._dataset(True)
-        if stage in ("fit", "validate", "test") and self.val_set is None:
-            self.val_set = self._dataset(False)
-
-    def _loader(self, dataset: SegmentationDataset, train: bool) -> DataLoader:
-        h = self.hparams
-        return DataLoader(dataset, batch_size=h.batch_size if train else h.eval_batch_size, shuffle=train,
-                          drop_last=train, num_workers=h.num_workers, collate_fn=collate,
-                          pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)

@@ -2,7 +2,7 @@
 
 :func:`make_synthetic_cityscapes` writes ``leftImg8bit/<split>/<city>/<city>_000000_<frame>_leftImg8bit.png``
 and ``gtFine/<split>/<city>/<city>_000000_<frame>_gtFine_labelIds.png`` holding Cityscapes *label ids*, so
-:class:`hrnet.data.segmentation.CityscapesSegmentation` reads them with the standard label-id -> train-id
+:class:`hrnet.tasks.segmentation.datasets.CityscapesSegmentation` reads them with the standard label-id -> train-id
 mapping.
 
 Each image is rendered from a pinhole camera looking down a street (focal length, camera height, horizon and
@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .segmentation import CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_PALETTE, colorize_mask
+from ..tasks.segmentation.datasets import CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_PALETTE, colorize_mask
 
 __all__ = ["SYNTHETIC_LABEL_IDS", "make_synthetic_cityscapes", "preview_grid", "render_street_scene"]
 

@@ -1,1 +1,0 @@
-"""Datasets, transforms and synthetic data generators."""

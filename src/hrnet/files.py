@@ -1,0 +1,54 @@
+"""Files in and out, shared by every task: images (read as RGB uint8), ImageNet normalisation, the inputs of
+``hrnet predict`` (an image, a folder of images, a video), and atomic writes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    tmp.replace(path)
+
+
+def read_image(path: str, color_rgb: bool = True) -> np.ndarray:
+    """uint8 (H, W, 3) image, RGB when ``color_rgb`` (cv2 reads BGR, EXIF orientation ignored as official)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file {path} not found")
+    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise ValueError(f"image file {path} unreadable (cv2.imread failed: corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_image(image_rgb: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, H, W): ``(x / 255 - mean) / std`` (torchvision ToTensor + Normalize)."""
+    x = image_rgb.astype(np.float32) / np.float32(255.0)
+    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def iter_inputs(source: Path) -> Iterator[Path]:
+    if source.is_dir():
+        yield from sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    elif source.is_file():
+        yield source
+    else:
+        raise FileNotFoundError(f"input {source} not found (expected an image, a folder of images or a video)")

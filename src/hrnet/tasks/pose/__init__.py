@@ -1,0 +1,1 @@
+"""Top-down human pose (HRNetV1): COCO and MPII data, training, evaluation, prediction."""
