@@ -113,10 +113,11 @@ def _write_config(tmp_path: Path, data: dict[str, str]) -> Path:
 
 def test_lightning_cli_links_model_and_data(tiny_coco, tmp_path) -> None:
     """One value configures both the model's codec and the data's target encoder."""
-    from hrnet.tasks.lightning_cli import PoseCLI
+    from hrnet.tasks.lightning_cli import TaskCLI
+    from hrnet.tasks.registry import TASKS
 
     config = _write_config(tmp_path, tiny_coco)
-    cli = PoseCLI(PoseEstimation, PoseDataModule, args=["--config", str(config)], run=False)
+    cli = TaskCLI(TASKS["pose"], args=["--config", str(config)], run=False)
     assert tuple(cli.datamodule.hparams.input_size) == INPUT and cli.datamodule.hparams.sigma == 1.5
     assert cli.datamodule.encode.codec.sigma == cli.model.codec.sigma == 1.5
     with pytest.raises(SystemExit) as exit_info:
@@ -216,10 +217,10 @@ def test_mpii_pckh_evaluation(tiny_mpii) -> None:
 
 @pytest.mark.parametrize("config", sorted(Path("configs/pose").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_instantiate(config: Path) -> None:
-    from hrnet.tasks.lightning_cli import PoseCLI
+    from hrnet.tasks.lightning_cli import TaskCLI
+    from hrnet.tasks.registry import TASKS
 
-    cli = PoseCLI(PoseEstimation, PoseDataModule, args=["--config", str(config), "--model.pretrained", "null"],
-                  run=False)
+    cli = TaskCLI(TASKS["pose"], args=["--config", str(config), "--model.pretrained", "null"], run=False)
     raw = yaml.safe_load(config.read_text())
     assert cli.model.hparams.model == raw["model"]["model"]
     assert tuple(cli.datamodule.hparams.input_size) == tuple(raw["model"]["input_size"])

@@ -1,4 +1,5 @@
-"""The ``hrnet`` command line: ``models``, ``convert``, ``demo``, ``export``."""
+"""The ``hrnet`` command line: ``models``, ``convert``, ``predict``, ``demo``, ``export`` here, ``fit``,
+``validate``, ``test`` through Lightning's CLI; the task-specific parts come from :data:`hrnet.tasks.registry.TASKS`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from .models import PRESETS, CheckpointError, list_models, read_checkpoint, to_o
 from .models.complexity import model_complexity
 from .models.convert import to_ours
 from .models.presets import guess_preset
+from .tasks.registry import DEFAULT_TASK, TASKS, task_of
 
 log = logging.getLogger("hrnet")
 
@@ -82,25 +85,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a synthetic dataset in a real format, train a small model, evaluate on held-out data."""
-    from .demos.pose import PoseDemoConfig, run_pose_demo
-    from .demos.segmentation import SegDemoConfig, run_seg_demo
-
+    task = TASKS[args.task]
+    config, run = task.demo()
     overrides = {k: v for k, v in (("epochs", args.epochs), ("train_images", args.train_images)) if v is not None}
-    if args.task == "segmentation":
-        run_seg_demo(Path(args.out or "runs/demo_segmentation"), SegDemoConfig(**overrides), resume=not args.fresh)
-    else:
-        run_pose_demo(Path(args.out or "runs/demo"), PoseDemoConfig(**overrides), resume=not args.fresh)
+    run(Path(args.out or task.demo_out), config(**overrides), resume=not args.fresh)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Pose keypoints or segmentation labels for an image, a folder of images or a video."""
+    """The task's predictions (pose keypoints, segmentation labels ...) for an image, a folder or a video."""
     from .inference import tune_malloc
-    from .models import get_preset
-    from .tasks.base import read_hparams
+    from .tasks.base import checkpoint_settings
 
     suffix = Path(args.weights).suffix
-    exported = suffix in (".onnx", ".xml")
     runs = {".onnx": ("onnxruntime",), ".xml": ("openvino",)}.get(suffix, ("torch", "openvino"))
     if args.backend not in runs:
         raise ValueError(f"--backend {args.backend} with --weights {args.weights}: onnxruntime runs .onnx files "
@@ -115,61 +112,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "pass the checkpoint with --backend openvino")
     if (args.precision == "int8" or args.backend == "openvino") and args.device != "cpu":
         raise ValueError(f"--precision int8 and --backend openvino run on the CPU, not --device {args.device}")
-    if exported:
-        from .export import load_exported
-
-        name = args.model or load_exported(args.weights).preset
-    else:
-        name = args.model or read_hparams(args.weights).get("model")
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"--weights {args.weights}: file not found")
+    name = args.model or checkpoint_settings(args.weights)[1].get("model")
+    if name is None:
+        raise ValueError(f"--weights {args.weights}: no model name stored in the file; pass --model (a preset, see "
+                         "hrnet models)")
+    task = task_of(name, "predict")
     tune_malloc()
-    if name is not None and get_preset(name).task == "segmentation":
-        return _predict_segmentation(args)
-    from .tasks.base import BoxesFile
-    from .tasks.pose.predict import PosePredictor, TorchvisionDetector, run_prediction
-
-    predictor = PosePredictor.from_checkpoint(
-        args.weights, model=args.model, keypoints=args.keypoints, input_size=args.input_size,
-        decode=args.decode, flip_test=not args.no_flip, device=args.device)
-    boxes = BoxesFile(args.boxes, args.box_threshold or 0.0) if args.boxes else None
-    detector = None
-    if args.detector:
-        if not args.detector_weights:
-            raise ValueError("--detector needs --detector-weights (no weights are downloaded)")
-        threshold = 0.5 if args.box_threshold is None else args.box_threshold
-        detector = TorchvisionDetector(args.detector, args.detector_weights, threshold, device=args.device)
-    _speed_up(predictor, args)
-    target = run_prediction(Path(args.source), Path(args.out), predictor, boxes, detector)
-    print(f"wrote {target} and drawn copies in {args.out}")
-    return 0
-
-
-def _speed_up(predictor: Any, args: argparse.Namespace) -> None:
-    """``--precision bf16|int8`` / ``--compile`` / ``--backend openvino``: run the predictor's torch model
-    through ``inference.prepare`` (int8: calibrated on the first ``--calibration-batches`` model inputs,
-    which run in fp32); an ``.xml`` file just takes the precision."""
-    from .inference import CalibrateThenInt8, prepare
-    from .openvino_backend import OpenVinoModel
-
-    if isinstance(predictor.model, OpenVinoModel):
-        predictor.model = predictor.model.with_precision(args.precision)
-    elif args.backend == "onnxruntime":
-        return
-    elif args.precision == "int8":
-        predictor.model = CalibrateThenInt8(predictor.model, args.calibration_batches, backend=args.backend)
-    elif args.precision != "fp32" or args.compile or args.backend == "openvino":
-        predictor.model = prepare(predictor.model, args.precision, compile=args.compile or None, backend=args.backend)
-
-
-def _predict_segmentation(args: argparse.Namespace) -> int:
-    from .tasks.segmentation.predict import SegPredictor, run_seg_prediction
-
-    predictor = SegPredictor.from_checkpoint(
-        args.weights, model=args.model, num_classes=args.num_classes, mode=args.mode,
-        crop_size=tuple(args.crop) if args.crop else None, stride=tuple(args.stride) if args.stride else None,
-        scales=tuple(args.scales), flip=args.flip, device=args.device)
-    _speed_up(predictor, args)
-    target = run_seg_prediction(Path(args.source), Path(args.out), predictor)
-    print(f"wrote {target}, label PNGs and overlays in {args.out}")
+    predictor = task.predictor().from_args(args)
+    predictor.accelerate(args.precision, args.compile, args.backend, args.calibration_batches)
+    target = predictor.run(Path(args.source), Path(args.out))
+    print(f"wrote {target} and pictures in {args.out}")
     return 0
 
 
@@ -197,19 +151,20 @@ def cmd_export(args: argparse.Namespace) -> int:
             if arg not in accepted:
                 raise ValueError(f"--{arg.replace('_', '-')} does not apply to {name} (it takes {accepted})")
             head[arg] = value
-    if "num_classes" in accepted and "num_classes" not in head and "num_classes" in hparams:
-        head["num_classes"] = int(hparams["num_classes"])
-    if "num_joints" in accepted and "num_joints" not in head and "keypoints" in hparams:
-        from .keypoints.sets import resolve_keypoints
-
-        head["num_joints"] = resolve_keypoints(hparams["keypoints"]).num_joints
+    task = TASKS.get(preset.task)
+    if task is not None:
+        if args.format not in task.exports:
+            raise ValueError(f"hrnet export {args.format} does not apply to {preset.task} models "
+                             f"(these formats do: {', '.join(task.exports)})")
+        head = {**task.predictor().head_args(hparams), **head}
+    settings = task_settings(hparams, task.settings if task is not None else ())
     size = tuple(args.input_size or hparams.get("input_size") or preset.input_size)
     model = create_model(name, weights=weights, **head).eval()
     if args.format == "openvino":
-        return _export_openvino(model, name, size, Path(args.out or weights.with_suffix(".xml")), hparams, args)
+        return _export_openvino(model, name, size, Path(args.out or weights.with_suffix(".xml")), settings, args)
     out = Path(args.out or weights.with_suffix(".onnx"))
     export_onnx(model, out, input_size=size, dynamic_hw=not args.static, opset=args.opset,
-                settings=task_settings(hparams))
+                settings=settings)
     onnx_model = OnnxModel(out)
     kind = "dynamic" if onnx_model.metadata.get("dynamic_hw") == "true" else f"static {size[0]}x{size[1]}"
     diff, scale = max_abs_diff(model, onnx_model, torch.randn(1, 3, *size))
@@ -218,19 +173,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_openvino(model: Any, name: str, size: tuple[int, ...], out: Path, hparams: dict[str, Any],
+def _export_openvino(model: Any, name: str, size: tuple[int, ...], out: Path, settings: dict[str, Any],
                      args: argparse.Namespace) -> int:
     """``hrnet export openvino``: an fp32 OpenVINO model (dynamic batch, H and W), read back and compared
     with PyTorch; the precision (fp32/bf16) is chosen when it runs (``hrnet predict --precision``)."""
     from .export import max_abs_diff
     from .openvino_backend import OpenVinoModel
-    from .runtime import task_settings
 
     if args.static or args.opset is not None:
         raise ValueError("--static and --opset apply to `hrnet export onnx`")
     converted = OpenVinoModel.convert(model, "fp32", example=torch.randn(1, 3, *size))
     converted.input_size = (int(size[0]), int(size[1]))
-    converted.settings = task_settings(hparams)
+    converted.settings = settings
     converted.save(out)
     diff, scale = max_abs_diff(model, OpenVinoModel.load(out), torch.randn(1, 3, *size))
     print(f"wrote {out} and {out.with_suffix('.bin')} ({name}, input {size[0]}x{size[1]}, dynamic batch and H/W)")
@@ -258,16 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="official layout to write (default: that of the closest preset)")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("predict", help="pose keypoints or segmentation labels for an image, a folder or a video")
-    p.add_argument("source", help="image file, folder of images, or video file (pose)")
-    p.add_argument("--weights", required=True, help="checkpoint (ours, Lightning .ckpt, or official)")
+    p = sub.add_parser("predict", help="a task's predictions (" + ", ".join(TASKS) + ") for an image, a folder or "
+                       "a video")
+    p.add_argument("source", help="image file, folder of images, or video file")
+    p.add_argument("--weights", required=True, help="checkpoint (ours, Lightning .ckpt, or official), or an exported "
+                   ".onnx / .xml file")
     p.add_argument("--model", help="preset name (read from our checkpoints when omitted); picks the task")
-    p.add_argument("--num-classes", type=int, help="segmentation: classes of an official checkpoint (default 19)")
-    p.add_argument("--mode", choices=["whole", "slide"], default="whole", help="segmentation: inference mode")
-    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="segmentation: sliding-window size")
-    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="segmentation: sliding-window stride")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="segmentation: test scales")
-    p.add_argument("--flip", action="store_true", help="segmentation: flip test")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="bf16: BN folded, channels-last, bf16 autocast where the CPU/GPU has native bf16; int8 (CPU, "
                    "needs torchao, always compiled): calibrated on the first --calibration-batches inputs (see README)")
@@ -275,26 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: how many model input batches (run in fp32) calibrate the quantization (default 8)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (worth it for many inputs of one size; each new size compiles once)")
-    p.add_argument("--keypoints", help="keypoint set: coco, mpii (default: from the checkpoint, else coco)")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="model input size")
-    p.add_argument("--decode", choices=["argmax", "dark"], help="heatmap decoding (default: from the checkpoint)")
-    p.add_argument("--no-flip", action="store_true", help="pose: disable flip test")
-    p.add_argument("--boxes", help="person boxes: COCO detection-results JSON (image_id or file_name, bbox, score)")
-    p.add_argument("--detector", help="torchvision detection model name, e.g. fasterrcnn_resnet50_fpn")
-    p.add_argument("--detector-weights", help="state dict for --detector")
-    p.add_argument("--box-threshold", type=float, help="minimum box score (default: 0 for --boxes, 0.5 for --detector)")
     p.add_argument("--backend", choices=["torch", "openvino", "onnxruntime"], default="torch",
                    help="openvino (CPU; pip install openvino, fastest here): a checkpoint, or an .xml file from "
                    "`hrnet export openvino`; onnxruntime: an .onnx file from `hrnet export onnx`")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
+    for task in TASKS.values():
+        task.predictor().add_arguments(p.add_argument_group(f"{task.name} (models of task {task.name})"))
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="train and evaluate on a generated dataset (about 5 min on 2 CPU cores)")
-    p.add_argument("--task", choices=["pose", "segmentation"], default="pose")
-    p.add_argument("--out", help="output folder (default: runs/demo, runs/demo_segmentation)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: pose 20, segmentation 20)")
-    p.add_argument("--train-images", type=int, help="synthetic training images (default: pose 1600, segmentation 400)")
+    demos = {name: task for name, task in TASKS.items() if task.demo is not None}
+    p.add_argument("--task", choices=list(demos), default=DEFAULT_TASK)
+    outs = ", ".join(f"{task.demo_out} for {name}" for name, task in demos.items())
+    p.add_argument("--out", help=f"output folder (default: {outs})")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the task's demo config)")
+    p.add_argument("--train-images", type=int, help="synthetic training images (default: the task's demo config)")
     p.add_argument("--fresh", action="store_true", help="do not resume from OUT/checkpoints/last.ckpt")
     p.set_defaults(func=cmd_demo)
 
@@ -322,20 +268,64 @@ LIGHTNING_COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        from .tasks.lightning_cli import run_lightning
+def configure_console(verbose: bool) -> None:
+    """Each message once: our logger prints through its own handler (INFO with ``-v``, else warnings) and
+    leaves Lightning's to Lightning; Lightning's advertisements and warnings that tell a user nothing
+    (``hrnet`` passes ``args`` to LightningCLI on purpose; a deprecation inside Lightning) are dropped."""
+    ours = logging.getLogger("hrnet")
+    if not any(isinstance(h, _Stderr) for h in ours.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+    ours.setLevel(logging.INFO if verbose else logging.WARNING)
+    ours.propagate = False
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in target.filters):
+            target.addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
-        run_lightning(argv)
-        return 0
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+class _Stderr(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment (``main`` may run many times in one process)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class _DropTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: try installing ..." lines (cloud-logger and model-registry advertisements)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hrnet COMMAND ...``; a user mistake (a bad file, argument or preset) is one line on stderr and exit
+    code 2, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(argv) and argv[0] in ("-v", "--verbose")
+    configure_console(verbose)
+    command = argv[0] if argv else ""
     start = time.perf_counter()
     try:
+        if command in LIGHTNING_COMMANDS:
+            from .tasks.lightning_cli import run_lightning
+
+            run_lightning(argv)
+            return 0
+        args = build_parser().parse_args(argv)
+        command = args.command
+        configure_console(args.verbose)
         code = args.func(args)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"hrnet {args.command}: error: {err}", file=sys.stderr)
+        print(f"hrnet {command}: error: {err}", file=sys.stderr)
         return 2
     log.info("done in %.1f s", time.perf_counter() - start)
     return code

@@ -1,8 +1,9 @@
 """ONNX export and an onnxruntime-backed drop-in for the PyTorch model.
 
 ``export_onnx(model, "model.onnx", input_size=(H, W))`` writes an ONNX file with one input
-``images`` (B, 3, H, W) and one output per model output (``output`` for pose, segmentation and
-classification models; ``aux`` and ``logits`` for HRNet-OCR's ``[aux, ocr]`` pair). The batch axis
+``images`` (B, 3, H, W) and one output per model output, named by the preset (``Preset.outputs``:
+``output`` for pose, segmentation, face and classification models; ``aux`` and ``logits`` for HRNet-OCR's
+``[aux, ocr]`` pair; ``heatmaps_and_tags`` and ``heatmaps_2x`` for HigherHRNet). The batch axis
 is dynamic; height and width are dynamic too unless ``dynamic_hw=False`` (the fusion upsamples to
 the exact size of the higher-resolution branch, so the graph is valid for any H, W >= 32). If the
 exporter cannot make H/W dynamic for some model, the export falls back to static H/W and logs a
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .runtime import TASK_SETTINGS, input_channels, task_settings
+from .runtime import input_channels, task_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ MIN_SIZE = 32  # HRNet downsamples by 32; smaller inputs are rejected by the bac
 META_PREFIX = "hrnet."
 
 __all__ = [
-    "INPUT_NAME", "MIN_SIZE", "TASK_SETTINGS", "OnnxModel", "export_onnx", "input_channels", "load_exported",
+    "INPUT_NAME", "MIN_SIZE", "OnnxModel", "export_onnx", "input_channels", "load_exported",
     "max_abs_diff", "task_settings",
 ]
 
@@ -52,16 +53,21 @@ def load_exported(weights: str | Path) -> Any:
     return None
 
 
-def _output_names(outputs: Tensor | Sequence[Tensor]) -> tuple[list[str], bool]:
-    """Names for the model's outputs, and whether the model returns a list."""
-    if isinstance(outputs, Tensor):
-        return ["output"], False
-    outputs = list(outputs)
+def _output_names(model: nn.Module, outputs: Tensor | Sequence[Tensor]) -> tuple[list[str], bool]:
+    """Names for the model's outputs (its preset's ``outputs``, e.g. OCR's ``aux``, ``logits``; else
+    ``output`` / ``output0``, ``output1`` ...), and whether the model returns a list."""
+    is_list = not isinstance(outputs, Tensor)
+    outputs = list(outputs) if is_list else [outputs]
     if not all(isinstance(o, Tensor) for o in outputs):
         raise TypeError("export_onnx supports models returning a tensor or a list/tuple of tensors")
-    if len(outputs) == 2:  # HRNet-OCR: [aux, ocr]
-        return ["aux", "logits"], True
-    return [f"output{i}" for i in range(len(outputs))], True
+    preset = getattr(model, "preset", None)
+    if preset is not None:
+        from .models import get_preset
+
+        named = get_preset(preset).outputs
+        if len(named) == len(outputs):
+            return list(named), is_list
+    return (["output"] if not is_list else [f"output{i}" for i in range(len(outputs))]), is_list
 
 
 def _dynamic_shapes(dynamic_batch: bool, dynamic_hw: bool) -> tuple[dict[int, Any]] | None:
@@ -119,7 +125,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int] | 
     model.eval()
     try:
         with torch.no_grad():
-            names, is_list = _output_names(model(example))
+            names, is_list = _output_names(model, model(example))
         try:
             program = _export_program(model, example, names, _dynamic_shapes(dynamic_batch, dynamic_hw), opset)
         except Exception as err:  # noqa: BLE001 - retried with static H/W, then re-raised

@@ -99,7 +99,7 @@ class OpenVinoModel:
     :func:`hrnet.inference.prepare` with ``backend="openvino"``. Attributes: ``precision`` (the path
     actually taken), ``int8_error`` (int8 only), ``preset`` (when the model had one), ``input_size``
     (the model's intended (H, W) where known, e.g. from ``hrnet export openvino``), ``settings`` (the
-    checkpoint's :data:`hrnet.runtime.TASK_SETTINGS`, from ``hrnet export openvino``), ``num_threads``
+    checkpoint's ``Task.settings`` in :mod:`hrnet.tasks.registry`, from ``hrnet export openvino``), ``num_threads``
     and ``streams`` (see :meth:`chunks`; settable).
     ``eval()`` and ``to()`` are no-ops so it can stand in for an ``nn.Module`` in prediction code.
     """

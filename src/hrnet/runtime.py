@@ -1,10 +1,11 @@
 """The vocabulary the fast paths share (``inference``, ``export``, ``openvino_backend``, ``quantization``):
-precisions, backends, the image channels a model takes, and the settings exported files carry."""
+precisions, backends, the image channels a model takes, and the task settings exported files carry."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -15,17 +16,14 @@ PRECISIONS = ("fp32", "bf16", "int8")
 BACKENDS = ("torch", "openvino")
 
 
-TASK_SETTINGS = ("keypoints", "sigma", "decode", "num_classes", "class_names")
-"""Checkpoint hyper-parameters that prediction needs besides the weights (keypoint set, heatmap sigma and
-decoding for pose; classes for segmentation). Exported files carry them, so ``hrnet predict`` on an
-``.onnx`` / ``.xml`` file decodes as it would from the checkpoint."""
-
-
-def task_settings(hparams: dict[str, Any]) -> dict[str, Any]:
-    """The :data:`TASK_SETTINGS` present (and not ``None``) in a checkpoint's hyper-parameters; a value
-    that JSON cannot hold is left out with a warning (prediction then falls back to its default)."""
+def task_settings(hparams: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The ``keys`` present (and not ``None``) in a checkpoint's hyper-parameters: the settings prediction
+    needs besides the weights (a task's ``Task.settings`` in :mod:`hrnet.tasks.registry`: keypoint set, heatmap
+    sigma and decoding for pose; classes for segmentation). Exported files carry them, so ``hrnet predict`` on
+    an ``.onnx`` / ``.xml`` file decodes as it would from the checkpoint. A value that JSON cannot hold is left
+    out with a warning (prediction then falls back to its default)."""
     settings = {}
-    for key in TASK_SETTINGS:
+    for key in keys:
         if hparams.get(key) is None:
             continue
         try:

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..files import normalize_image, read_image
+from ..seeding import SeededSamples
 from .codec import HeatmapCodec, flip_back
 from .geometry import PIXEL_STD, TopDownAugment, top_down_transform, transform_preds
 from .sets import KeypointSpec
@@ -46,7 +47,7 @@ class PersonRecord:
     ann_id: int = -1
 
 
-class TopDownDataset(Dataset):
+class TopDownDataset(SeededSamples, Dataset):
     """Shared top-down sample pipeline over a list of ``PersonRecord``.
 
     ``__getitem__`` returns a dict of tensors:
@@ -103,16 +104,8 @@ class TopDownDataset(Dataset):
         """Model input ``W / H``."""
         return self.input_size[1] / self.input_size[0]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.records)
-
-    def rng_for(self, index: int) -> np.random.Generator:
-        if self.seed is None:
-            return np.random.default_rng()
-        return np.random.default_rng((int(self.seed), self.epoch, int(index)))
 
     def load_sample(self, index: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
         """The numpy sample (uint8 (H, W, 3) crop, float joints, ...) before normalisation."""

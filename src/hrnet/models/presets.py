@@ -35,12 +35,15 @@ W18_SMALL_V1: dict[str, Any] = {"modules": (1, 1, 1, 1), "blocks": (1, 2, 2, 2),
 W18_SMALL_V2: dict[str, Any] = {"modules": (1, 1, 3, 2), "blocks": (2, 2, 2, 2)}
 
 
-TASKS = ("classification", "pose", "bottom-up pose", "segmentation", "face landmarks")
+MODEL_TASKS = ("classification", "pose", "bottomup", "segmentation", "face")
+"""What each preset's network is for (``Preset.task``), in zoo order; the tasks with a pipeline are
+``hrnet.tasks.registry.TASKS``."""
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named model: backbone spec, head factory and its defaults, and provenance."""
+    """A named model: backbone spec, head factory and its defaults, provenance, and the names of its
+    outputs (exported files use them)."""
 
     name: str
     task: str
@@ -51,6 +54,7 @@ class Preset:
     init: str = "normal"
     family: str = "cls"
     source: str = ""
+    outputs: tuple[str, ...] = ("output",)
 
     def head_args(self) -> list[str]:
         """The keyword arguments ``create_model`` accepts for this preset's head."""
@@ -106,9 +110,10 @@ def _presets() -> dict[str, Preset]:
         spec = derive_spec(width, multi_scale_output=False, **NEAREST)
         presets.append(Preset(f"pose_hrnet_w{width}", "pose", spec, _pose_head, {"num_joints": 17},
                               (256, 192), family="pose", source="deep-high-resolution-net.pytorch"))
-        presets.append(Preset(f"higher_hrnet_w{width}", "bottom-up pose", spec, _higher_head, {"num_joints": 17},
+        presets.append(Preset(f"higher_hrnet_w{width}", "bottomup", spec, _higher_head, {"num_joints": 17},
                               (512, 512) if width == 32 else (640, 640), family="higher",
-                              source="HigherHRNet-Human-Pose-Estimation"))
+                              source="HigherHRNet-Human-Pose-Estimation",
+                              outputs=("heatmaps_and_tags", "heatmaps_2x")))
     # The small Cityscapes models were trained with the pytorch-v1.1 code (BN momentum 0.01).
     seg_specs = {
         "seg_hrnet_w18_small_v1": derive_spec(16, **W18_SMALL_V1, **BILINEAR, bn_momentum=0.01),
@@ -126,11 +131,11 @@ def _presets() -> dict[str, Preset]:
     ocr_spec = derive_spec(48, **{**BILINEAR, "align_corners": True})
     presets.append(Preset("seg_hrnet_w48_ocr", "segmentation", ocr_spec, _seg_ocr_head, {"num_classes": 19},
                           (1024, 2048), init="normal_backbone", family="seg",
-                          source="HRNet-Semantic-Segmentation (OCR)"))
+                          source="HRNet-Semantic-Segmentation (OCR)", outputs=("aux", "logits")))
     face_spec = derive_spec(18, **BILINEAR, bn_momentum=0.01)
-    presets.append(Preset("face_hrnet_w18", "face landmarks", face_spec, _face_head, {"num_landmarks": 98},
+    presets.append(Preset("face_hrnet_w18", "face", face_spec, _face_head, {"num_landmarks": 98},
                           (256, 256), family="face", source="HRNet-Facial-Landmark-Detection"))
-    return {p.name: p for p in sorted(presets, key=lambda p: TASKS.index(p.task))}
+    return {p.name: p for p in sorted(presets, key=lambda p: MODEL_TASKS.index(p.task))}
 
 
 PRESETS: dict[str, Preset] = _presets()

@@ -1,14 +1,29 @@
-"""Pieces every task shares: batching, checkpoint metadata, person boxes from detection-results files."""
+"""The plumbing every task shares, once: batching and loaders, evaluation hooks, gathering across ranks,
+checkpoint settings, COCO detection-results files, and the :class:`Predictor` base behind ``hrnet predict``.
+
+Nothing here imports Lightning: the hooks are mixins for the tasks' ``LightningModule`` /
+``LightningDataModule`` classes, so prediction starts without loading the training framework.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import cv2
+import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..export import load_exported
+from ..files import VIDEO_SUFFIXES, iter_inputs, read_image, write_atomic
+from ..models import create_model
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +35,6 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         values = [s[key] for s in samples]
         batch[key] = torch.stack(values) if isinstance(value, Tensor) else values
     return batch
-
-
-def read_hparams(path: str | Path) -> dict[str, Any]:
-    """The ``hyper_parameters`` a Lightning checkpoint stores (model name, input size ...); ``{}``
-    for plain state-dict files or anything unreadable (the weights loader reports real problems)."""
-    try:
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - see docstring
-        return {}
-    return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
 
 
 class EvaluationHooks:
@@ -59,7 +64,7 @@ def build_task_model(name: str, pretrained: str | None, grad_checkpointing: bool
                      **head_args: Any) -> tuple[nn.Module, torch.memory_format]:
     """A preset for a task: optional ImageNet backbone (loaded ``strict=False``: the head is new),
     gradient checkpointing, memory format. Returns the model and the format inputs must follow."""
-    from ..models import create_model, load_checkpoint
+    from ..models import load_checkpoint
 
     model = create_model(name, **head_args)
     if pretrained:
@@ -71,27 +76,245 @@ def build_task_model(name: str, pretrained: str | None, grad_checkpointing: bool
     return model.to(memory_format=memory_format), memory_format
 
 
+class LoaderHooks:
+    """``LightningDataModule`` loaders shared by the tasks: ``train_set`` (shuffled, last partial batch
+    dropped), ``val_set`` and ``test_set`` (the validation set when there is no test set), batched by
+    ``hparams.batch_size`` and ``hparams.eval_batch_size`` (default: ``batch_size``) with :func:`collate`."""
+
+    train_set: Dataset | None = None
+    val_set: Dataset | None = None
+    test_set: Dataset | None = None
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        h = self.hparams
+        return DataLoader(dataset, batch_size=h.batch_size if train else (h.eval_batch_size or h.batch_size),
+                          shuffle=train, drop_last=train, num_workers=h.num_workers, collate_fn=collate,
+                          persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, False) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set if self.test_set is not None else self.val_set, False)
+
+
+def gather_to_all(items: list[Any], world_size: int) -> list[Any]:
+    """Every rank's ``items`` concatenated in rank order, on every rank (no-op on one process)."""
+    if world_size <= 1:
+        return items
+    gathered: list[list[Any]] = [[] for _ in range(world_size)]
+    torch.distributed.all_gather_object(gathered, items)
+    return [item for part in gathered for item in part]
+
+
+def broadcast_from_zero(value: Any, world_size: int) -> Any:
+    """Rank 0's ``value`` on every rank (no-op on one process)."""
+    if world_size <= 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def read_hparams(path: str | Path) -> dict[str, Any]:
+    """The ``hyper_parameters`` a Lightning checkpoint stores (model name, input size ...); ``{}``
+    for plain state-dict files or anything unreadable (the weights loader reports real problems)."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - see docstring
+        return {}
+    return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
+
+
+def checkpoint_settings(weights: str | Path) -> tuple[Any | None, dict[str, Any]]:
+    """What prediction needs to know of ``weights`` besides the tensors: for an exported file (``.onnx`` /
+    ``.xml``) the loaded model and its stored preset, input size and task settings; for a checkpoint
+    ``None`` and its hyper-parameters (``{}`` for plain state dicts)."""
+    exported = load_exported(weights)
+    if exported is None:
+        return None, read_hparams(weights)
+    return exported, {"model": exported.preset, "input_size": exported.input_size, **exported.settings}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One entry of a COCO detection-results file: ``bbox`` is ``[x, y, w, h]`` in image pixels."""
+
+    bbox: tuple[float, float, float, float]
+    score: float
+    image_id: int | None = None
+    file_name: str | None = None
+    category_id: int | None = None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_detections(path: str | Path, require: Sequence[str] = ("bbox",)) -> list[Detection]:
+    """A COCO detection-results JSON (``[{image_id, category_id, bbox, score}]``; ``file_name`` may stand in
+    for ``image_id``). Each entry needs the keys in ``require`` (and ``image_id`` or ``file_name``); a missing
+    ``score`` is 1. A bad file or entry is a one-line ``ValueError`` naming the file and the entry."""
+    where = f"boxes file {path}"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{where}: file not found")
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{where}: not valid JSON ({err})") from err
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: expected a JSON list of {{image_id, category_id, bbox, score}} "
+                         f"(COCO results format), got {type(entries).__name__}")
+    detections = []
+    for i, e in enumerate(entries):
+        named = isinstance(e, dict) and ("image_id" in e or "file_name" in e)
+        if not named or any(k not in e for k in require):
+            raise ValueError(f"{where}: entry {i} needs {', '.join(require)} and image_id (or file_name), got {e!r}")
+        bbox, score = e["bbox"], e.get("score", 1.0)
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(map(_is_number, bbox))) or \
+                not _is_number(score):
+            raise ValueError(f"{where}: entry {i} has bbox {bbox!r} / score {score!r}; expected [x, y, w, h] and a "
+                             "number")
+        detections.append(Detection(tuple(float(v) for v in bbox), float(score), e.get("image_id"),
+                                    e.get("file_name"), e.get("category_id")))
+    return detections
+
+
 Box = tuple[float, float, float, float, float]  # x, y, w, h, score
 
 
 class BoxesFile:
-    """Person boxes from a COCO detection-results JSON, looked up by image id or file name."""
+    """Boxes of one category from a COCO detection-results JSON (:func:`read_detections`), looked up by
+    file name or by image id (a file whose stem is the id)."""
 
     def __init__(self, path: str | Path, threshold: float = 0.0, category_id: int = 1) -> None:
-        with open(path) as f:
-            entries = json.load(f)
-        if not isinstance(entries, list):
-            raise ValueError(f"boxes file {path}: expected a list of {{image_id, bbox, score}} (COCO results format)")
         self.by_key: dict[Any, list[Box]] = {}
-        for i, e in enumerate(entries):
-            if not isinstance(e, dict) or "bbox" not in e or ("image_id" not in e and "file_name" not in e):
-                raise ValueError(f"boxes file {path}: entry {i} needs bbox and image_id (or file_name): {e!r}")
-            if e.get("category_id", category_id) != category_id or e.get("score", 1.0) < threshold:
+        for d in read_detections(path):
+            if (d.category_id if d.category_id is not None else category_id) != category_id or d.score < threshold:
                 continue
-            key = e.get("file_name", e.get("image_id"))
-            self.by_key.setdefault(key, []).append((*map(float, e["bbox"]), float(e.get("score", 1.0))))
+            key = d.file_name if d.file_name is not None else d.image_id
+            self.by_key.setdefault(key, []).append((*d.bbox, d.score))
 
     def boxes_for(self, path: Path) -> list[Box]:
         if path.name in self.by_key:
             return self.by_key[path.name]
         return self.by_key.get(int(path.stem), []) if path.stem.isdigit() else []
+
+
+class Predictor:
+    """A task's network with its test-time settings, from a checkpoint or an exported file.
+
+    ``predictor(image)`` gives the task's result for one RGB uint8 (H, W, 3) image; :meth:`run` walks an
+    image, a folder of images or a video and writes one JSON file (``results_file``: the :meth:`header`
+    plus one record per image or frame) and drawn copies (``<stem>_<picture>.jpg``, videos
+    ``<stem>_<picture>.mp4``). :meth:`accelerate` swaps in a fast path (``hrnet.inference.prepare``).
+
+    Subclasses implement ``__call__``, :meth:`draw`, :meth:`record` and :meth:`header`, and for the CLI
+    :meth:`add_arguments` / :meth:`from_args`; :meth:`predict` may use the file an image came from.
+    """
+
+    results_file: ClassVar[str] = "predictions.json"
+    picture: ClassVar[str] = "pred"
+
+    def __init__(self, model: nn.Module, device: str = "cpu") -> None:
+        self.model = model.eval().to(device)
+        self.device = device
+
+    @staticmethod
+    def add_arguments(group: argparse._ArgumentGroup) -> None:
+        """The task's ``hrnet predict`` flags."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Predictor:
+        raise NotImplementedError
+
+    @staticmethod
+    def network(weights: str | Path, name: str, exported: Any | None, **head_args: Any) -> Any:
+        """The exported model when there is one, else preset ``name`` with ``weights`` loaded (strictly)."""
+        return exported if exported is not None else create_model(name, weights=weights, **head_args)
+
+    def __call__(self, image: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def predict(self, image: np.ndarray, source: Path | None) -> Any:
+        """The result for ``image`` read from file ``source`` (``None`` for a video frame)."""
+        return self(image)
+
+    def draw(self, image: np.ndarray, result: Any) -> np.ndarray:
+        """``result`` drawn on a copy of ``image`` (RGB uint8)."""
+        raise NotImplementedError
+
+    def record(self, result: Any, out: Path, stem: str) -> dict[str, Any]:
+        """The JSON record of ``result``; may write files named after ``stem`` into ``out``."""
+        raise NotImplementedError
+
+    def header(self) -> dict[str, Any]:
+        """What the results file states once (class or keypoint names)."""
+        return {}
+
+    def accelerate(self, precision: str = "fp32", compile: bool = False, backend: str = "torch",
+                   calibration_batches: int = 8) -> None:
+        """Run the network through ``hrnet.inference.prepare`` (bf16 / int8 / torch.compile / OpenVINO);
+        int8 calibrates on the first ``calibration_batches`` inputs, run in fp32. An OpenVINO file just
+        takes the precision; an onnxruntime file runs as it is."""
+        from ..inference import CalibrateThenInt8, prepare
+        from ..openvino_backend import OpenVinoModel
+
+        if isinstance(self.model, OpenVinoModel):
+            self.model = self.model.with_precision(precision)
+        elif backend == "onnxruntime":
+            return
+        elif precision == "int8":
+            self.model = CalibrateThenInt8(self.model, calibration_batches, backend=backend)
+        elif precision != "fp32" or compile or backend == "openvino":
+            self.model = prepare(self.model, precision, compile=compile or None, backend=backend)
+
+    def run(self, source: Path, out: Path) -> Path:
+        """Predict every image (or video frame) of ``source``; write the results file and drawn copies into
+        ``out``; return the results file."""
+        out.mkdir(parents=True, exist_ok=True)
+        records = []
+        for path in iter_inputs(source):
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                records.extend(self._run_video(path, out))
+                continue
+            image = read_image(str(path))
+            result = self.predict(image, path)
+            cv2.imwrite(str(out / f"{path.stem}_{self.picture}.jpg"),
+                        cv2.cvtColor(self.draw(image, result), cv2.COLOR_RGB2BGR))
+            records.append({"file": path.name, **self.record(result, out, path.stem)})
+        target = out / self.results_file
+        write_atomic(target, json.dumps({**self.header(), "images": records}))
+        return target
+
+    def _frames(self, path: Path) -> Iterator[tuple[np.ndarray, float]]:
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise ValueError(f"video {path} unreadable (OpenCV could not open it)")
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps
+        finally:
+            capture.release()
+
+    def _run_video(self, path: Path, out: Path) -> list[dict[str, Any]]:
+        writer, records = None, []
+        for index, (image, fps) in enumerate(self._frames(path)):
+            result = self.predict(image, None)
+            drawn = self.draw(image, result)
+            if writer is None:
+                writer = cv2.VideoWriter(str(out / f"{path.stem}_{self.picture}.mp4"),
+                                         cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            records.append({"file": path.name, "frame": index,
+                            **self.record(result, out, f"{path.stem}_{index:06d}")})
+        if writer is not None:
+            writer.release()
+        return records

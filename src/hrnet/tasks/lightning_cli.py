@@ -1,7 +1,8 @@
 """``hrnet fit|validate|test``: Lightning's CLI over the task modules, configured by YAML.
 
-The task follows from the preset the config names (``model.model``): pose presets train
-:class:`PoseEstimation`, segmentation presets :class:`Segmentation`; configs stay flat. Everything
+The task follows from the preset the config names (``model.model``): its entry in
+:data:`hrnet.tasks.registry.TASKS` gives the LightningModule and DataModule (pose presets train
+``PoseEstimation``, segmentation presets ``Segmentation``); configs stay flat. Everything
 Lightning's Trainer offers is a config key or a dotted override (``--trainer.devices 8``,
 ``--trainer.num_nodes 2``, ``--trainer.precision bf16-mixed``, ``--trainer.sync_batchnorm true``,
 ``--ckpt_path last`` to resume); ``--print_config`` shows the resolved run.
@@ -9,21 +10,28 @@ Lightning's Trainer offers is a config key or a dotted override (``--trainer.dev
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from lightning.pytorch.cli import LightningCLI
 
-from ..models import get_preset
-
-# Settings the pose model's codec and the data's target encoder must agree on: one value, two places.
-POSE_SHARED_WITH_DATA = ("input_size", "sigma", "unbiased", "keypoints", "use_joint_weights")
+from .registry import Task, task_of
 
 
-class PoseCLI(LightningCLI):
+class TaskCLI(LightningCLI):
+    """Lightning's CLI over one task's LightningModule and DataModule; the task's ``linked`` settings (which
+    the model's codec and the data's target encoder must agree on) are given once, as ``model.X``."""
+
+    def __init__(self, task: Task, **kwargs: Any) -> None:
+        self.task = task
+        module, datamodule = task.lightning()
+        super().__init__(module, datamodule, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse parser
-        for key in POSE_SHARED_WITH_DATA:
+        for key in self.task.linked:
             parser.link_arguments(f"model.{key}", f"data.{key}")
 
 
@@ -32,9 +40,15 @@ def preset_named(args: Sequence[str]) -> str | None:
     name = None
     for i, arg in enumerate(args):
         value = args[i + 1] if i + 1 < len(args) else None
+        if arg.startswith("--config="):
+            arg, value = "--config", arg.split("=", 1)[1]
         if arg == "--config" and value and Path(value).is_file():
-            config = yaml.safe_load(Path(value).read_text()) or {}
-            name = (config.get("model") or {}).get("model", name)
+            try:
+                config = yaml.safe_load(Path(value).read_text())
+            except yaml.YAMLError as err:
+                raise ValueError(f"--config {value}: not valid YAML ({str(err).splitlines()[0]})") from err
+            model = config.get("model") if isinstance(config, dict) else None
+            name = model.get("model", name) if isinstance(model, dict) else name
         elif arg == "--model.model" and value:
             name = value
         elif arg.startswith("--model.model="):
@@ -43,15 +57,9 @@ def preset_named(args: Sequence[str]) -> str | None:
 
 
 def run_lightning(args: Sequence[str]) -> None:
-    name = preset_named(args)
-    kwargs = dict(args=list(args), save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "hrnet"})
-    if name is not None and get_preset(name).task == "segmentation":
-        from .segmentation.data import SegDataModule
-        from .segmentation.module import Segmentation
-
-        LightningCLI(Segmentation, SegDataModule, **kwargs)
-    else:
-        from .pose.data import PoseDataModule
-        from .pose.module import PoseEstimation
-
-        PoseCLI(PoseEstimation, PoseDataModule, **kwargs)
+    """``hrnet fit|validate|test ...``: the task follows from the preset the command line names (the
+    default task when it names none, e.g. ``hrnet fit --help``)."""
+    task = task_of(preset_named(args), args[0] if args else "fit")
+    with warnings.catch_warnings():  # we pass args on purpose: sys.argv holds the same command line
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        TaskCLI(task, args=list(args), save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "hrnet"})

@@ -14,6 +14,7 @@ import numpy as np
 from ...keypoints.geometry import TopDownAugment, box_to_center_scale, sanitize_box
 from ...keypoints.sets import COCO_KEYPOINTS, KeypointSpec
 from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset, _is_number_list, _load_json
+from ..base import read_detections
 
 
 class CocoKeypoints(TopDownDataset):
@@ -169,29 +170,20 @@ class CocoKeypoints(TopDownDataset):
         return records
 
     def _detection_records(self, threshold: float) -> list[PersonRecord]:
-        where = f"boxes file {self.boxes_file}"
-        dets = _load_json(self.boxes_file, "boxes file")
-        if not isinstance(dets, list):
-            raise ValueError(f"{where}: expected a JSON list of {{image_id, category_id, bbox, score}}, "
-                             f"got {type(dets).__name__}")
         k = self.num_joints
         records = []
-        for i, det in enumerate(dets):
-            if not isinstance(det, dict) or any(key not in det for key in ("image_id", "bbox", "score")):
-                raise ValueError(f"{where}: entry {i} needs image_id, bbox and score, got {det!r}")
-            if not _is_number_list(det["bbox"], 4) or not isinstance(det["score"], (int, float)):
-                raise ValueError(f"{where}: entry {i} has bbox {det['bbox']!r} / score {det['score']!r}; "
-                                 "expected [x, y, w, h] and a number")
-            if det.get("category_id", self.category_id) != self.category_id:
+        for i, det in enumerate(read_detections(self.boxes_file, require=("image_id", "bbox", "score"))):
+            if (det.category_id if det.category_id is not None else self.category_id) != self.category_id:
                 continue
-            if det["score"] < threshold or det["bbox"][2] <= 0 or det["bbox"][3] <= 0:
+            if det.score < threshold or det.bbox[2] <= 0 or det.bbox[3] <= 0:
                 continue
-            if det["image_id"] not in self.coco.imgs:
-                raise ValueError(f"{where}: entry {i} image_id {det['image_id']} is not in ann_file {self.ann_file}")
-            center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio, self.padding)
+            if det.image_id not in self.coco.imgs:
+                raise ValueError(f"boxes file {self.boxes_file}: entry {i} image_id {det.image_id} is not in ann_file "
+                                 f"{self.ann_file}")
+            center, scale = box_to_center_scale(list(det.bbox), self.aspect_ratio, self.padding)
             records.append(PersonRecord(
-                image_file=self._image_file(det["image_id"]), image_id=int(det["image_id"]), center=center,
+                image_file=self._image_file(det.image_id), image_id=int(det.image_id), center=center,
                 scale=scale, joints=np.zeros((k, 2), np.float32), joints_vis=np.zeros(k, np.float32),
-                score=float(det["score"]),
+                score=det.score,
             ))
         return records

@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import torch
-from torch.utils.data import DataLoader
 
 from ...keypoints.codec import HeatmapCodec
 from ...keypoints.sets import resolve_keypoints
 from ...keypoints.topdown import EncodeTargets, TopDownDataset
-from ..base import collate
+from ..base import LoaderHooks
 from .coco import CocoKeypoints
 from .mpii import MpiiKeypoints
 
 
-class PoseDataModule(L.LightningDataModule):
+class PoseDataModule(LoaderHooks, L.LightningDataModule):
     """Keypoint data: ``dataset: coco`` (any COCO-format JSON; GT boxes for training, GT or detector
     boxes for evaluation) or ``dataset: mpii`` (the official MPII JSON; PCKh needs ``*_headboxes``).
 
@@ -87,18 +85,3 @@ class PoseDataModule(L.LightningDataModule):
         if stage == "test" and self.test_set is None:
             self.test_set = self._dataset(h.test_ann or h.val_ann, h.test_images or h.val_images, False,
                                           h.test_boxes, h.test_headboxes or h.val_headboxes, what="test")
-
-    def _loader(self, dataset: TopDownDataset, train: bool) -> DataLoader:
-        h = self.hparams
-        return DataLoader(dataset, batch_size=h.batch_size if train else (h.eval_batch_size or h.batch_size),
-                          shuffle=train, drop_last=train, num_workers=h.num_workers, collate_fn=collate,
-                          persistent_workers=False, pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False) if self.val_set is not None else []
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, False)

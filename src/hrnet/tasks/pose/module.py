@@ -17,7 +17,7 @@ from ...keypoints.codec import HeatmapCodec, JointsMSELoss
 from ...keypoints.evaluation import coco_keypoint_eval, rescore_and_nms, to_coco_results
 from ...keypoints.sets import resolve_keypoints
 from ...keypoints.topdown import TopDownDataset, heatmaps_to_image_keypoints, predict_heatmaps
-from ..base import EvaluationHooks, build_task_model
+from ..base import EvaluationHooks, broadcast_from_zero, build_task_model, gather_to_all
 from .coco import CocoKeypoints
 from .mpii import MpiiKeypoints, headsize_from_boxes, pckh
 
@@ -98,17 +98,10 @@ class PoseEstimation(EvaluationHooks, L.LightningModule):
     def _finish_evaluation(self, stage: str) -> None:
         """Gather predictions from every rank, OKS-NMS + rescoring, pycocotools on rank 0."""
         preds, self._predictions = self._predictions, []
-        if self.trainer.world_size > 1:
-            gathered: list[list[dict[str, Any]]] = [[] for _ in range(self.trainer.world_size)]
-            torch.distributed.all_gather_object(gathered, preds)
-            preds = [p for part in gathered for p in part]
-        metrics = {}
-        if self.trainer.is_global_zero:
-            metrics = self.evaluate(preds, stage)
-        if self.trainer.world_size > 1:
-            box = [metrics]
-            torch.distributed.broadcast_object_list(box, src=0)
-            metrics = box[0]
+        world = self.trainer.world_size
+        preds = gather_to_all(preds, world)
+        metrics = self.evaluate(preds, stage) if self.trainer.is_global_zero else {}
+        metrics = broadcast_from_zero(metrics, world)
         self.last_metrics = metrics
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, prog_bar=name in ("AP", "PCKh"), rank_zero_only=False)

@@ -3,52 +3,82 @@ top-down crops -> flip-tested heatmaps -> keypoints in image pixels; JSON and dr
 
 from __future__ import annotations
 
-import json
-import logging
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from ...export import load_exported
-from ...files import VIDEO_SUFFIXES, iter_inputs, normalize_image, read_image, write_atomic
+from ...files import normalize_image
 from ...keypoints.codec import HeatmapCodec
 from ...keypoints.drawing import draw_skeleton
 from ...keypoints.geometry import box_to_center_scale, crop_image
 from ...keypoints.sets import KeypointSpec, resolve_keypoints
 from ...keypoints.topdown import heatmaps_to_image_keypoints, predict_heatmaps
-from ...models import create_model, get_preset
-from ..base import Box, BoxesFile, read_hparams
-
-log = logging.getLogger(__name__)
+from ...models import get_preset
+from ..base import Box, BoxesFile, Predictor, checkpoint_settings
 
 
-class PosePredictor:
-    """A pose model with its codec: ``predictor(image_rgb, boxes)`` -> one dict per person."""
+class PosePredictor(Predictor):
+    """A pose model with its codec: ``predictor(image_rgb, boxes)`` -> one dict per person.
+
+    With ``boxes`` (a :class:`BoxesFile`) the people of an image file are those of its entry there; else
+    with ``detector`` those it finds; else the whole image is one person. Keypoints drawn from ``threshold``.
+    """
+
+    results_file = "keypoints.json"
+    picture = "pose"
 
     def __init__(self, model: nn.Module, keypoints: KeypointSpec, codec: HeatmapCodec, flip_test: bool = True,
-                 device: str = "cpu") -> None:
-        self.model = model.eval().to(device)
+                 device: str = "cpu", boxes: BoxesFile | None = None, detector: TorchvisionDetector | None = None,
+                 threshold: float = 0.2) -> None:
+        super().__init__(model, device)
         self.keypoints = keypoints
         self.codec = codec
         self.flip_test = flip_test
-        self.device = device
+        self.boxes, self.detector, self.threshold = boxes, detector, threshold
+
+    @staticmethod
+    def add_arguments(group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--keypoints", help="keypoint set: coco, mpii (default: from the checkpoint, else coco)")
+        group.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="model input size")
+        group.add_argument("--decode", choices=["argmax", "dark"],
+                           help="heatmap decoding (default: from the checkpoint)")
+        group.add_argument("--no-flip", action="store_true", help="disable flip test")
+        group.add_argument("--boxes", help="person boxes: COCO detection-results JSON (image_id or file_name, bbox, "
+                           "score)")
+        group.add_argument("--detector", help="torchvision detection model name, e.g. fasterrcnn_resnet50_fpn")
+        group.add_argument("--detector-weights", help="state dict for --detector")
+        group.add_argument("--box-threshold", type=float,
+                           help="minimum box score (default: 0 for --boxes, 0.5 for --detector)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> PosePredictor:
+        if args.detector and not args.detector_weights:
+            raise ValueError("--detector needs --detector-weights (no weights are downloaded)")
+        predictor = cls.from_checkpoint(args.weights, model=args.model, keypoints=args.keypoints,
+                                        input_size=args.input_size, decode=args.decode, flip_test=not args.no_flip,
+                                        device=args.device)
+        if args.boxes:
+            predictor.boxes = BoxesFile(args.boxes, args.box_threshold or 0.0)
+        if args.detector:
+            threshold = 0.5 if args.box_threshold is None else args.box_threshold
+            predictor.detector = TorchvisionDetector(args.detector, args.detector_weights, threshold,
+                                                     device=args.device)
+        return predictor
 
     @classmethod
     def from_checkpoint(cls, weights: str | Path, model: str | None = None,
                         keypoints: str | dict[str, Any] | None = None, input_size: Sequence[int] | None = None,
-                        decode: str | None = None, flip_test: bool = True, device: str = "cpu") -> "PosePredictor":
+                        decode: str | None = None, flip_test: bool = True, device: str = "cpu") -> PosePredictor:
         """Our Lightning checkpoints carry model name, keypoint set and input size; for official
         files (plain state dicts) pass ``model`` (and ``keypoints``/``input_size`` if not COCO 256x192).
         An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime, an ``.xml`` file (``hrnet export
         openvino``) in OpenVINO."""
-        exported = load_exported(weights)
-        hparams = read_hparams(weights) if exported is None else {
-            "model": exported.preset, "input_size": exported.input_size, **exported.settings}
+        exported, hparams = checkpoint_settings(weights)
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. pose_hrnet_w32)")
@@ -56,8 +86,12 @@ class PosePredictor:
         size = tuple(input_size or hparams.get("input_size") or get_preset(name).input_size)
         codec = HeatmapCodec.from_spec(spec, size, sigma=hparams.get("sigma", 2.0),
                                        decode=decode or hparams.get("decode", "argmax"))
-        net = exported if exported is not None else create_model(name, weights=weights, num_joints=spec.num_joints)
-        return cls(net, spec, codec, flip_test, device)
+        return cls(cls.network(weights, name, exported, num_joints=spec.num_joints), spec, codec, flip_test, device)
+
+    @staticmethod
+    def head_args(hparams: dict[str, Any]) -> dict[str, Any]:
+        """The head arguments a checkpoint's hyper-parameters imply (its keypoint set's joint count)."""
+        return {"num_joints": resolve_keypoints(hparams["keypoints"]).num_joints} if "keypoints" in hparams else {}
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, boxes: Sequence[Box] | None = None) -> list[dict[str, Any]]:
@@ -81,6 +115,24 @@ class PosePredictor:
                                            torch.from_numpy(np.stack(scales)))
         return [{"keypoints": k, "box": list(map(float, b[:4])), "score": float(b[4] * k[:, 2].mean())}
                 for k, b in zip(kpts, boxes)]
+
+    def predict(self, image: np.ndarray, source: Path | None) -> list[dict[str, Any]]:
+        if self.boxes is not None and source is not None:
+            return self(image, self.boxes.boxes_for(source))
+        return self(image, self.detector(image) if self.detector is not None else None)
+
+    def draw(self, image: np.ndarray, result: list[dict[str, Any]]) -> np.ndarray:
+        drawn = image.copy()
+        for person in result:
+            draw_skeleton(drawn, person["keypoints"], self.keypoints, self.threshold)
+        return drawn
+
+    def record(self, result: list[dict[str, Any]], out: Path, stem: str) -> dict[str, Any]:
+        return {"persons": [{"keypoints": [round(float(v), 2) for v in p["keypoints"].reshape(-1)],
+                             "box": [round(v, 2) for v in p["box"]], "score": round(p["score"], 4)} for p in result]}
+
+    def header(self) -> dict[str, Any]:
+        return {"keypoints": list(self.keypoints.joint_names)}
 
 
 class TorchvisionDetector:
@@ -106,57 +158,3 @@ class TorchvisionDetector:
         keep = (det["labels"] == self.person_label) & (det["scores"] >= self.threshold)
         return [(float(x1), float(y1), float(x2 - x1), float(y2 - y1), float(s))
                 for (x1, y1, x2, y2), s in zip(det["boxes"][keep].tolist(), det["scores"][keep].tolist())]
-
-
-def _jsonable(person: dict[str, Any]) -> dict[str, Any]:
-    return {"keypoints": [round(float(v), 2) for v in person["keypoints"].reshape(-1)],
-            "box": [round(v, 2) for v in person["box"]], "score": round(person["score"], 4)}
-
-
-def run_prediction(source: Path, out: Path, predictor: PosePredictor, boxes: BoxesFile | None = None,
-                   detector: TorchvisionDetector | None = None, threshold: float = 0.2) -> Path:
-    """Predict every image (or video frame) of ``source``; write ``keypoints.json`` and drawn copies."""
-    out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for path in iter_inputs(source):
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            results.extend(_predict_video(path, out, predictor, detector, threshold))
-            continue
-        image = read_image(str(path))
-        person_boxes = boxes.boxes_for(path) if boxes else detector(image) if detector else None
-        people = predictor(image, person_boxes)
-        for p in people:
-            draw_skeleton(image, p["keypoints"], predictor.keypoints, threshold)
-        cv2.imwrite(str(out / f"{path.stem}_pose.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        results.append({"file": path.name, "persons": [_jsonable(p) for p in people]})
-    target = out / "keypoints.json"
-    write_atomic(target, json.dumps({"keypoints": list(predictor.keypoints.joint_names), "images": results}))
-    return target
-
-
-def _predict_video(path: Path, out: Path, predictor: PosePredictor, detector: TorchvisionDetector | None,
-                   threshold: float) -> list[dict[str, Any]]:
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ValueError(f"video {path} unreadable (OpenCV could not open it)")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    writer, frames = None, []
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        people = predictor(image, detector(image) if detector else None)
-        for p in people:
-            draw_skeleton(image, p["keypoints"], predictor.keypoints, threshold)
-        if writer is None:
-            writer = cv2.VideoWriter(str(out / f"{path.stem}_pose.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                     (image.shape[1], image.shape[0]))
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        frames.append({"file": path.name, "frame": index, "persons": [_jsonable(p) for p in people]})
-        index += 1
-    capture.release()
-    if writer is not None:
-        writer.release()
-    return frames

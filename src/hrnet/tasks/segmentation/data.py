@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import lightning as L
-import torch
-from torch.utils.data import DataLoader
 
-from ..base import collate
+from ..base import LoaderHooks
 from .datasets import CityscapesSegmentation, FolderSegmentation, ListSegmentation, SegmentationDataset
 
 
-class SegDataModule(L.LightningDataModule):
+class SegDataModule(LoaderHooks, L.LightningDataModule):
     """Segmentation data: ``cityscapes`` (real folder layout, label ids -> train ids), ``folder``
     (images + masks of class indices), or ``list`` (the official list files).
 
@@ -71,18 +69,3 @@ class SegDataModule(L.LightningDataModule):
             self.train_set = self._dataset(True)
         if stage in ("fit", "validate", "test") and self.val_set is None:
             self.val_set = self._dataset(False)
-
-    def _loader(self, dataset: SegmentationDataset, train: bool) -> DataLoader:
-        h = self.hparams
-        return DataLoader(dataset, batch_size=h.batch_size if train else h.eval_batch_size, shuffle=train,
-                          drop_last=train, num_workers=h.num_workers, collate_fn=collate,
-                          pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)

@@ -48,6 +48,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ...files import IMAGENET_MEAN, IMAGENET_STD, normalize_image, read_image
+from ...seeding import SeededSamples
 
 __all__ = [
     "CITYSCAPES_CLASSES", "CITYSCAPES_LABEL_NAMES", "CITYSCAPES_LABEL_TO_TRAIN", "CITYSCAPES_PALETTE",
@@ -226,7 +227,7 @@ def _resolve_label_map(label_map: Mapping[int, int] | str | None) -> Mapping[int
     return label_map
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset(SeededSamples, Dataset):
     """Shared segmentation sample pipeline over a list of ``SegItem`` (see the module docstring for the
     augmentation).
 
@@ -324,16 +325,8 @@ class SegmentationDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.items)
-
-    def rng_for(self, index: int) -> np.random.Generator:
-        if self.seed is None:
-            return np.random.default_rng()
-        return np.random.default_rng((int(self.seed), self.epoch, int(index)))
 
     def colorize(self, mask: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class-index mask -> RGB with this dataset's palette (ignore: black)."""

@@ -1,8 +1,8 @@
-"""Segmentation inference on images: label PNGs (class indices) and colour overlays."""
+"""Segmentation inference on images and videos: label PNGs (class indices), colour overlays, a JSON index."""
 
 from __future__ import annotations
 
-import json
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...export import load_exported
-from ...files import iter_inputs, normalize_image, read_image, write_atomic
-from ...models import create_model, get_preset
-from ..base import read_hparams
+from ...files import normalize_image
+from ...models import get_preset
+from ..base import Predictor, checkpoint_settings
 from .datasets import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from .tta import predict_logits
 
@@ -29,36 +28,58 @@ def make_palette(num_classes: int) -> np.ndarray:
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
 
 
-class SegPredictor:
+class SegPredictor(Predictor):
     """A segmentation model with its test-time settings: ``predictor(image_rgb)`` -> (H, W) labels."""
+
+    results_file = "segmentation.json"
+    picture = "overlay"
 
     def __init__(self, model: nn.Module, num_classes: int, class_names: Sequence[str], *, align_corners: bool,
                  mode: str = "whole",
                  crop_size: tuple[int, int] | None = None, stride: tuple[int, int] | None = None,
                  scales: Sequence[float] = (1.0,), flip: bool = False, device: str = "cpu") -> None:
-        self.model = model.eval().to(device)
+        super().__init__(model, device)
         self.num_classes = num_classes
         self.class_names = list(class_names)
         self.palette = make_palette(num_classes)
         self.settings = dict(mode=mode, crop_size=crop_size, stride=stride, scales=tuple(scales), flip=flip,
                              align_corners=align_corners)
-        self.device = device
+
+    @staticmethod
+    def add_arguments(group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--num-classes", type=int, help="classes of an official checkpoint (default 19)")
+        group.add_argument("--mode", choices=["whole", "slide"], default="whole", help="inference mode")
+        group.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="sliding-window size")
+        group.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="sliding-window stride")
+        group.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales")
+        group.add_argument("--flip", action="store_true", help="flip test")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> SegPredictor:
+        return cls.from_checkpoint(
+            args.weights, model=args.model, num_classes=args.num_classes, mode=args.mode,
+            crop_size=tuple(args.crop) if args.crop else None, stride=tuple(args.stride) if args.stride else None,
+            scales=tuple(args.scales), flip=args.flip, device=args.device)
 
     @classmethod
     def from_checkpoint(cls, weights: str | Path, model: str | None = None, num_classes: int | None = None,
-                        **settings: Any) -> "SegPredictor":
+                        **settings: Any) -> SegPredictor:
         """Our Lightning checkpoints carry the preset and classes; official files need ``model``
         (and ``num_classes`` when not 19). An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime, an
         ``.xml`` file (``hrnet export openvino``) in OpenVINO."""
-        exported = load_exported(weights)
-        hparams = read_hparams(weights) if exported is None else {"model": exported.preset, **exported.settings}
+        exported, hparams = checkpoint_settings(weights)
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. seg_hrnet_w48)")
         k = num_classes or hparams.get("num_classes", 19)
         names = hparams.get("class_names") or (CITYSCAPES_CLASSES if k == 19 else [f"class_{i}" for i in range(k)])
-        net = exported if exported is not None else create_model(name, weights=weights, num_classes=k)
+        net = cls.network(weights, name, exported, num_classes=k)
         return cls(net, k, names, align_corners=bool(get_preset(name).spec.align_corners), **settings)
+
+    @staticmethod
+    def head_args(hparams: dict[str, Any]) -> dict[str, Any]:
+        """The head arguments a checkpoint's hyper-parameters imply (its class count)."""
+        return {"num_classes": int(hparams["num_classes"])} if "num_classes" in hparams else {}
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -69,21 +90,16 @@ class SegPredictor:
     def overlay(self, image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         return (image * (1 - alpha) + self.palette[labels] * alpha).astype(np.uint8)
 
+    def draw(self, image: np.ndarray, result: np.ndarray) -> np.ndarray:
+        return self.overlay(image, result)
 
-def run_seg_prediction(source: Path, out: Path, predictor: SegPredictor) -> Path:
-    """Label PNG (``<stem>_labels.png``, class index per pixel) and overlay per image; a JSON index."""
-    out.mkdir(parents=True, exist_ok=True)
-    index = []
-    for path in iter_inputs(source):
-        image = read_image(str(path))
-        labels = predictor(image)
-        cv2.imwrite(str(out / f"{path.stem}_labels.png"), labels)
-        cv2.imwrite(str(out / f"{path.stem}_overlay.jpg"), cv2.cvtColor(predictor.overlay(image, labels),
-                                                                        cv2.COLOR_RGB2BGR))
-        counts = np.bincount(labels.reshape(-1), minlength=predictor.num_classes)
-        index.append({"file": path.name, "labels": f"{path.stem}_labels.png",
-                      "class_fractions": {predictor.class_names[c]: round(float(n) / labels.size, 4)
-                                          for c, n in enumerate(counts) if n}})
-    target = out / "segmentation.json"
-    write_atomic(target, json.dumps({"classes": predictor.class_names, "images": index}))
-    return target
+    def record(self, result: np.ndarray, out: Path, stem: str) -> dict[str, Any]:
+        """Writes ``<stem>_labels.png`` (class index per pixel); the record names it and gives class fractions."""
+        cv2.imwrite(str(out / f"{stem}_labels.png"), result)
+        counts = np.bincount(result.reshape(-1), minlength=self.num_classes)
+        return {"labels": f"{stem}_labels.png",
+                "class_fractions": {self.class_names[c]: round(float(n) / result.size, 4)
+                                    for c, n in enumerate(counts) if n}}
+
+    def header(self) -> dict[str, Any]:
+        return {"classes": self.class_names}

@@ -1,0 +1,110 @@
+"""The task table: the one place that names the tasks with a pipeline (after ultralytics' ``task_map``).
+
+``hrnet predict``, ``hrnet fit|validate|test``, ``hrnet demo`` and ``hrnet export`` read :data:`TASKS`;
+nothing else in the package lists tasks. A task's classes are imported when it is used, so building the
+command line does not import Lightning. Presets name their task with the same identifiers
+(``Preset.task``); presets whose task has no entry here (``classification``, ``face``, ``bottomup`` today)
+still build, load checkpoints and export, and the commands that need a pipeline say which tasks have one.
+
+Adding a task: its folder under ``tasks/``, one :class:`Task` entry below, its demo, configs and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..models import get_preset
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the commands need to know of one task.
+
+    Args:
+        name: the identifier presets use (``Preset.task``), the folder name and ``hrnet demo --task``.
+        summary: one line for ``--help``.
+        lightning: ``() -> (LightningModule class, LightningDataModule class)`` for ``hrnet fit|validate|test``.
+        predictor: ``() -> Predictor subclass`` (:class:`hrnet.tasks.base.Predictor`) for ``hrnet predict``;
+            its ``add_arguments`` adds the task's flags, ``from_args`` builds it.
+        settings: checkpoint hyper-parameters prediction needs besides the weights; exported files carry them.
+        linked: ``model.X`` arguments the Lightning CLI copies to ``data.X`` (one value, two places).
+        exports: the export formats that apply (``hrnet export``).
+        demo: ``() -> (config dataclass, run(out, config, resume) -> metrics)`` for ``hrnet demo``.
+        demo_out: the demo's default output folder.
+    """
+
+    name: str
+    summary: str
+    lightning: Callable[[], tuple[type, type]]
+    predictor: Callable[[], type]
+    settings: tuple[str, ...] = ()
+    linked: tuple[str, ...] = ()
+    exports: tuple[str, ...] = ("onnx", "openvino")
+    demo: Callable[[], tuple[type, Callable[..., dict[str, Any]]]] | None = None
+    demo_out: str = "runs/demo"
+
+
+def _pose_lightning() -> tuple[type, type]:
+    from .pose.data import PoseDataModule
+    from .pose.module import PoseEstimation
+
+    return PoseEstimation, PoseDataModule
+
+
+def _pose_predictor() -> type:
+    from .pose.predict import PosePredictor
+
+    return PosePredictor
+
+
+def _pose_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
+    from ..demos.pose import PoseDemoConfig, run_pose_demo
+
+    return PoseDemoConfig, run_pose_demo
+
+
+def _segmentation_lightning() -> tuple[type, type]:
+    from .segmentation.data import SegDataModule
+    from .segmentation.module import Segmentation
+
+    return Segmentation, SegDataModule
+
+
+def _segmentation_predictor() -> type:
+    from .segmentation.predict import SegPredictor
+
+    return SegPredictor
+
+
+def _segmentation_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
+    from ..demos.segmentation import SegDemoConfig, run_seg_demo
+
+    return SegDemoConfig, run_seg_demo
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (
+    Task("pose", "top-down human pose (HRNetV1): COCO / MPII keypoints, OKS AP, PCKh",
+         _pose_lightning, _pose_predictor, settings=("keypoints", "sigma", "decode"),
+         linked=("input_size", "sigma", "unbiased", "keypoints", "use_joint_weights"),
+         demo=_pose_demo, demo_out="runs/demo"),
+    Task("segmentation", "semantic segmentation (HRNetV2, HRNet-OCR): Cityscapes, folders, lists; mIoU",
+         _segmentation_lightning, _segmentation_predictor, settings=("num_classes", "class_names"),
+         demo=_segmentation_demo, demo_out="runs/demo_segmentation"),
+)}
+"""Every task with a pipeline, by name; the first is the default where no preset names one."""
+
+DEFAULT_TASK = next(iter(TASKS))
+
+
+def task_of(model: str | None, command: str) -> Task:
+    """The task of preset ``model`` (the default task when ``None``); a one-line ``ValueError`` naming the
+    tasks that have a pipeline when the preset's task has none, or when ``model`` is no preset."""
+    if model is None:
+        return TASKS[DEFAULT_TASK]
+    preset = get_preset(model)
+    if preset.task not in TASKS:
+        raise ValueError(f"{model} is a {preset.task} model, and hrnet {command} has no {preset.task} pipeline yet; "
+                         f"tasks with one: {', '.join(TASKS)} (their presets: hrnet models --task NAME)")
+    return TASKS[preset.task]

@@ -1,0 +1,105 @@
+"""One smoke test over the task table: every task with a pipeline fits on its synthetic data, predicts
+from the checkpoint and from each export format it supports; presets without a pipeline get a one-line
+error from every command that needs one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hrnet.cli import main
+from hrnet.models import PRESETS, create_model
+from hrnet.tasks.registry import TASKS, task_of
+
+TINY_DEMO = {"epochs": 1, "train_images": 8, "val_images": 4, "batch_size": 4, "val_every": 1, "num_workers": 0,
+             "precision": "32-true"}
+
+
+def _image(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "000001.jpg"), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_task_fits_predicts_and_exports(name: str, tmp_path: Path, capsys) -> None:
+    task = TASKS[name]
+    assert task.demo is not None, f"task {name} has no demo"
+    config, run = task.demo()
+    metrics = run(tmp_path / "demo", config(**TINY_DEMO), resume=False)
+    assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    ckpt = tmp_path / "demo" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    images = _image(tmp_path / "images")
+    assert main(["predict", str(images), "--weights", str(ckpt), "--out", str(tmp_path / "pred")]) == 0
+    results = json.loads((tmp_path / "pred" / task.predictor().results_file).read_text())
+    assert [r["file"] for r in results["images"]] == ["000001.jpg"]
+    assert list((tmp_path / "pred").glob(f"000001_{task.predictor().picture}.jpg"))
+    for fmt in task.exports:
+        suffix = {"onnx": ".onnx", "openvino": ".xml"}[fmt]
+        if fmt == "openvino":
+            pytest.importorskip("openvino")
+        out = tmp_path / f"model{suffix}"
+        assert main(["export", fmt, "--weights", str(ckpt), "--out", str(out)]) == 0
+        backend = {"onnx": "onnxruntime", "openvino": "openvino"}[fmt]
+        assert main(["predict", str(images), "--weights", str(out), "--backend", backend,
+                     "--out", str(tmp_path / f"pred_{fmt}")]) == 0
+        exported = json.loads((tmp_path / f"pred_{fmt}" / task.predictor().results_file).read_text())
+        assert {k: v for k, v in exported.items() if k != "images"} == \
+            {k: v for k, v in results.items() if k != "images"}
+
+
+def test_every_preset_task_is_a_known_identifier() -> None:
+    """One vocabulary: presets name their task with identifiers, and every table entry has presets."""
+    assert all(p.task.isidentifier() for p in PRESETS.values())
+    assert set(TASKS) <= {p.task for p in PRESETS.values()}
+
+
+@pytest.mark.parametrize("preset", sorted({p.name for p in PRESETS.values() if p.task not in TASKS}))
+def test_presets_without_a_pipeline_are_a_one_line_error(preset: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(ValueError, match=f"{preset} is a {PRESETS[preset].task} model.*tasks with one: pose"):
+        task_of(preset, "predict")
+    weights = tmp_path / "w.pt"
+    torch.save(create_model(preset).state_dict(), weights)
+    assert main(["predict", str(_image(tmp_path / "images")), "--weights", str(weights), "--model", preset,
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("hrnet predict: error:") and "pose, segmentation" in err
+    assert main(["fit", "--model.model", preset]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("hrnet fit: error:") and f"{preset} is a" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "--model.model", "no_such_model"],
+    ["predict", "x.jpg", "--weights", "missing.pt"],
+    ["export", "onnx", "pose_hrnet_w32", "--weights", "missing.pt"],
+    ["models", "--task", "pose", "--format", "table"],
+])
+def test_user_mistakes_are_one_line(argv: list[str], capsys) -> None:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    if argv[0] == "models":
+        assert code == 0 and err == ""
+    else:
+        assert code == 2 and err.count("\n") == 0 and err.startswith(f"hrnet {argv[0]}: error:")
+
+
+def test_console_prints_each_lightning_message_once_and_no_tips() -> None:
+    """As ``hrnet fit`` and ``hrnet demo`` set the console up: Lightning's info lines once, no advertisements,
+    our logger through its own handler only."""
+    code = ("import logging; from hrnet.cli import configure_console; configure_console(verbose=False); "
+            "import lightning as L; L.Trainer(accelerator='cpu', devices=1, enable_checkpointing=False); "
+            "assert not logging.getLogger('hrnet').propagate")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("GPU available") == 1, out.stderr
+    assert "Tip" not in out.stderr and "litlogger" not in out.stderr, out.stderr
