@@ -100,13 +100,24 @@ def test_list_outputs_and_static_hw(tmp_path):
     model = TwoOutputs().eval()
     path = export_onnx(model, tmp_path / "two.onnx", input_size=(40, 36), dynamic_hw=False)
     onnx_model = OnnxModel(path)
-    assert onnx_model.output_names == ["aux", "logits"]
+    assert onnx_model.output_names == ["output0", "output1"]  # no preset: numbered, not guessed
     outs = onnx_model(torch.randn(3, 3, 40, 36))  # batch stays dynamic
     assert isinstance(outs, list) and [tuple(o.shape) for o in outs] == [(3, 2, 40, 36), (3, 2, 10, 9)]
     _check(model, onnx_model, (2, 3, 40, 36))
     assert onnx_model.session.get_inputs()[0].shape[2:] == [40, 36]
     with pytest.raises(Exception):  # static H/W: another size is rejected by onnxruntime
         onnx_model(torch.randn(1, 3, 48, 36))
+
+
+@pytest.mark.parametrize("preset, names", [("seg_hrnet_w48_ocr", ["aux", "logits"]),
+                                           ("higher_hrnet_w32", ["heatmaps_and_tags", "heatmaps_2x"]),
+                                           ("pose_hrnet_w32", ["output"])])
+def test_output_names_come_from_the_preset(preset, names):
+    """Exported outputs are named by ``Preset.outputs`` (HigherHRNet's two outputs are not OCR's aux/logits)."""
+    model = torch.nn.Identity()
+    model.preset = preset
+    outputs = torch.zeros(1) if len(names) == 1 else [torch.zeros(1)] * len(names)
+    assert export_mod._output_names(model, outputs) == (names, len(names) > 1)
 
 
 def test_falls_back_to_static_hw(tmp_path, monkeypatch, caplog):
