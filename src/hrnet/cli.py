@@ -116,7 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--weights {args.weights}: file not found")
     name = args.model or checkpoint_settings(args.weights)[1].get("model")
     if name is None:
-        raise ValueError(f"--weights {args.weights}: no model name stored in the file; pass --model (a preset, see "
+        raise ValueError(f"{args.weights}: no model name stored in the checkpoint; pass --model (a preset: "
                          "hrnet models)")
     task = task_of(name, "predict")
     tune_malloc()
