@@ -29,6 +29,16 @@ def _image(folder: Path) -> Path:
     return folder
 
 
+def _video(path: Path, frames: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (128, 96))
+    rng = np.random.default_rng(1)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
 @pytest.mark.parametrize("name", list(TASKS))
 def test_task_fits_predicts_and_exports(name: str, tmp_path: Path, capsys) -> None:
     task = TASKS[name]
@@ -43,6 +53,11 @@ def test_task_fits_predicts_and_exports(name: str, tmp_path: Path, capsys) -> No
     results = json.loads((tmp_path / "pred" / task.predictor().results_file).read_text())
     assert [r["file"] for r in results["images"]] == ["000001.jpg"]
     assert list((tmp_path / "pred").glob(f"000001_{task.predictor().picture}.jpg"))
+    video = _video(tmp_path / "video" / "clip.mp4", frames=3)
+    assert main(["predict", str(video), "--weights", str(ckpt), "--out", str(tmp_path / "pred_video")]) == 0
+    frames = json.loads((tmp_path / "pred_video" / task.predictor().results_file).read_text())["images"]
+    assert [(r["file"], r["frame"]) for r in frames] == [("clip.mp4", 0), ("clip.mp4", 1), ("clip.mp4", 2)]
+    assert (tmp_path / "pred_video" / f"clip_{task.predictor().picture}.mp4").stat().st_size > 0
     for fmt in task.exports:
         suffix = {"onnx": ".onnx", "openvino": ".xml"}[fmt]
         if fmt == "openvino":

@@ -97,6 +97,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import tune_malloc
     from .tasks.base import checkpoint_settings
 
+    _check_backend(args)
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"--weights {args.weights}: file not found")
+    name = args.model or checkpoint_settings(args.weights)[1].get("model")
+    if name is None:
+        raise ValueError(f"{args.weights}: no model name stored in the checkpoint; pass --model (a preset: "
+                         "hrnet models)")
+    task = task_of(name, "predict")
+    tune_malloc()
+    predictor = task.predictor().from_args(args)
+    predictor.accelerate(args.precision, args.compile, args.backend, args.calibration_batches)
+    target = predictor.run(Path(args.source), Path(args.out))
+    print(f"wrote {target} and pictures in {args.out}")
+    return 0
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    """``hrnet predict``: the weights file, backend, precision, ``--compile`` and device fit together."""
     suffix = Path(args.weights).suffix
     runs = {".onnx": ("onnxruntime",), ".xml": ("openvino",)}.get(suffix, ("torch", "openvino"))
     if args.backend not in runs:
@@ -112,19 +130,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "pass the checkpoint with --backend openvino")
     if (args.precision == "int8" or args.backend == "openvino") and args.device != "cpu":
         raise ValueError(f"--precision int8 and --backend openvino run on the CPU, not --device {args.device}")
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"--weights {args.weights}: file not found")
-    name = args.model or checkpoint_settings(args.weights)[1].get("model")
-    if name is None:
-        raise ValueError(f"{args.weights}: no model name stored in the checkpoint; pass --model (a preset: "
-                         "hrnet models)")
-    task = task_of(name, "predict")
-    tune_malloc()
-    predictor = task.predictor().from_args(args)
-    predictor.accelerate(args.precision, args.compile, args.backend, args.calibration_batches)
-    target = predictor.run(Path(args.source), Path(args.out))
-    print(f"wrote {target} and pictures in {args.out}")
-    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -1,11 +1,13 @@
 """Files in and out, shared by every task: images (read as RGB uint8), ImageNet normalisation, the inputs of
-``hrnet predict`` (an image, a folder of images, a video), and atomic writes."""
+``hrnet predict`` (an image, a folder of images, a video), JSON files with one-line errors, atomic writes."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -52,3 +54,22 @@ def iter_inputs(source: Path) -> Iterator[Path]:
         yield source
     else:
         raise FileNotFoundError(f"input {source} not found (expected an image, a folder of images or a video)")
+
+
+# ------------------------------------------------------------------------------------------------- COCO
+def read_json(path: str | Path, what: str) -> Any:
+    """The parsed JSON of ``path``; a missing file or bad JSON is a one-line error naming ``what`` and the file."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {path}: not valid JSON ({err})") from err
+
+
+def is_number_list(values: Any, n: int | None = None) -> bool:
+    """``values`` is a list of ``n`` (any count when ``None``) ints or floats, not bools."""
+    return (isinstance(values, (list, tuple)) and (n is None or len(values) == n)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))

@@ -8,11 +8,8 @@ person records. ``EncodeTargets`` adds the codec's training targets; ``predict_h
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,23 +136,6 @@ class TopDownDataset(SeededSamples, Dataset):
             "image_file": s["image_file"],
         }
         return self.sample_transform(sample) if self.sample_transform is not None else sample
-
-
-# ------------------------------------------------------------------------------------------------- COCO
-def _load_json(path: str | Path, what: str) -> Any:
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {path}: file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {path}: not valid JSON ({err})") from err
-
-
-def _is_number_list(values: Any, n: int | None = None) -> bool:
-    return (isinstance(values, (list, tuple)) and (n is None or len(values) == n)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
 
 
 @torch.no_grad()

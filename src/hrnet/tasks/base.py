@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from ..export import load_exported
-from ..files import VIDEO_SUFFIXES, iter_inputs, read_image, write_atomic
+from ..files import VIDEO_SUFFIXES, is_number_list, iter_inputs, read_image, read_json, write_atomic
 from ..models import create_model
 
 log = logging.getLogger(__name__)
@@ -150,21 +151,13 @@ class Detection:
     category_id: int | None = None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def read_detections(path: str | Path, require: Sequence[str] = ("bbox",)) -> list[Detection]:
+def read_detections(path: str | Path, require: Sequence[str] = ()) -> list[Detection]:
     """A COCO detection-results JSON (``[{image_id, category_id, bbox, score}]``; ``file_name`` may stand in
-    for ``image_id``). Each entry needs the keys in ``require`` (and ``image_id`` or ``file_name``); a missing
-    ``score`` is 1. A bad file or entry is a one-line ``ValueError`` naming the file and the entry."""
+    for ``image_id``). Each entry needs ``bbox``, the keys in ``require`` and ``image_id`` or ``file_name``; a
+    missing ``score`` is 1. A bad file or entry is a one-line error naming the file and the entry."""
     where = f"boxes file {path}"
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{where}: file not found")
-    try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{where}: not valid JSON ({err})") from err
+    require = ("bbox", *(k for k in require if k != "bbox"))
+    entries = read_json(path, "boxes file")
     if not isinstance(entries, list):
         raise ValueError(f"{where}: expected a JSON list of {{image_id, category_id, bbox, score}} "
                          f"(COCO results format), got {type(entries).__name__}")
@@ -174,8 +167,7 @@ def read_detections(path: str | Path, require: Sequence[str] = ("bbox",)) -> lis
         if not named or any(k not in e for k in require):
             raise ValueError(f"{where}: entry {i} needs {', '.join(require)} and image_id (or file_name), got {e!r}")
         bbox, score = e["bbox"], e.get("score", 1.0)
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(map(_is_number, bbox))) or \
-                not _is_number(score):
+        if not is_number_list(bbox, 4) or not is_number_list([score], 1):
             raise ValueError(f"{where}: entry {i} has bbox {bbox!r} / score {score!r}; expected [x, y, w, h] and a "
                              "number")
         detections.append(Detection(tuple(float(v) for v in bbox), float(score), e.get("image_id"),
@@ -277,7 +269,7 @@ class Predictor:
         ``out``; return the results file."""
         out.mkdir(parents=True, exist_ok=True)
         records = []
-        for path in iter_inputs(source):
+        for path in tqdm(list(iter_inputs(source)), desc="predict", unit="file", disable=None, leave=False):
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 records.extend(self._run_video(path, out))
                 continue
@@ -291,16 +283,20 @@ class Predictor:
         return target
 
     def _frames(self, path: Path) -> Iterator[tuple[np.ndarray, float]]:
+        """RGB frames and the frame rate; a progress bar on a terminal."""
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise ValueError(f"video {path} unreadable (OpenCV could not open it)")
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         try:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    return
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps
+            with tqdm(total=total, desc=path.name, unit="frame", disable=None, leave=False) as bar:
+                while True:
+                    ok, frame = capture.read()
+                    if not ok:
+                        return
+                    bar.update()
+                    yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps
         finally:
             capture.release()
 

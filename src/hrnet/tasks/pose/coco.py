@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from ...files import is_number_list, read_json
 from ...keypoints.geometry import TopDownAugment, box_to_center_scale, sanitize_box
 from ...keypoints.sets import COCO_KEYPOINTS, KeypointSpec
-from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset, _is_number_list, _load_json
+from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset
 from ..base import read_detections
 
 
@@ -61,7 +62,7 @@ class CocoKeypoints(TopDownDataset):
         self.img_dir = str(img_dir)
         self.boxes_file = None if boxes is None else str(boxes)
         self.padding = float(padding)
-        dataset = _load_json(self.ann_file, "ann_file")
+        dataset = read_json(self.ann_file, "ann_file")
         self._validate(dataset, keypoints, gt_mode=boxes is None)
         self.coco = self._make_coco(dataset)
         self.category_id = self._person_category(dataset) if category_id is None else int(category_id)
@@ -125,14 +126,14 @@ class CocoKeypoints(TopDownDataset):
                     raise ValueError(f"{where}: annotation id {ident} has no {key!r} field")
             if ann["image_id"] not in image_ids:
                 raise ValueError(f"{where}: annotation id {ident} refers to unknown image_id {ann['image_id']}")
-            if not _is_number_list(ann["bbox"], 4):
+            if not is_number_list(ann["bbox"], 4):
                 raise ValueError(f"{where}: annotation id {ident} bbox {ann['bbox']!r} is not [x, y, w, h]")
             ann.setdefault("iscrowd", 0)
             if ann.get("iscrowd") or ann["category_id"] != person:
                 continue
             if "keypoints" not in ann:
                 raise ValueError(f"{where}: annotation id {ident} (person) has no 'keypoints' field")
-            if not _is_number_list(ann["keypoints"]):
+            if not is_number_list(ann["keypoints"]):
                 raise ValueError(f"{where}: annotation id {ident} keypoints is not a list of numbers")
             if len(ann["keypoints"]) != expected:
                 raise ValueError(

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from ...files import is_number_list, read_json
 from ...keypoints.geometry import TopDownAugment
 from ...keypoints.sets import MPII_KEYPOINTS, KeypointSpec
-from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset, _is_number_list, _load_json
+from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset
 
 __all__ = ["MpiiKeypoints", "headsize_from_boxes", "load_headboxes", "pckh"]
 
@@ -62,7 +63,7 @@ class MpiiKeypoints(TopDownDataset):
             scale_factor=scale_factor, rotation_factor=rotation_factor, rotation_prob=rotation_prob, flip=flip,
             half_body_prob=half_body_prob, num_joints_half_body=num_joints_half_body,
         )
-        records = self._records(_load_json(self.ann_file, "ann_file"), keypoints, padding, center_y_offset)
+        records = self._records(read_json(self.ann_file, "ann_file"), keypoints, padding, center_y_offset)
         super().__init__(
             records, keypoints=keypoints, input_size=input_size, train=train, augment=augment,
             color_rgb=color_rgb, seed=seed, drop_out_of_crop=drop_out_of_crop, sample_transform=sample_transform,
@@ -82,7 +83,7 @@ class MpiiKeypoints(TopDownDataset):
         for i, entry in enumerate(data):
             if not isinstance(entry, dict) or any(key not in entry for key in ("image", "center", "scale")):
                 raise ValueError(f"{where}: entry {i} needs 'image', 'center' and 'scale'")
-            if not _is_number_list(entry["center"], 2) or not isinstance(entry["scale"], (int, float)):
+            if not is_number_list(entry["center"], 2) or not isinstance(entry["scale"], (int, float)):
                 raise ValueError(f"{where}: entry {i} has center {entry['center']!r} / scale {entry['scale']!r}; "
                                  "expected [x, y] and a number")
             s = float(entry["scale"])
@@ -97,11 +98,11 @@ class MpiiKeypoints(TopDownDataset):
             if "joints" in entry:
                 raw = entry["joints"]
                 raw_vis = entry.get("joints_vis")
-                if not isinstance(raw, list) or len(raw) != k or not all(_is_number_list(j, 2) for j in raw):
+                if not isinstance(raw, list) or len(raw) != k or not all(is_number_list(j, 2) for j in raw):
                     n = len(raw) if isinstance(raw, list) else "?"
                     raise ValueError(f"{where}: entry {i} ({entry['image']}) has {n} joints, expected K={k} "
                                      f"[x, y] pairs for KeypointSpec {spec.name!r}")
-                if not _is_number_list(raw_vis, k):
+                if not is_number_list(raw_vis, k):
                     raise ValueError(f"{where}: entry {i} ({entry['image']}) joints_vis must be {k} numbers")
                 vis = (np.asarray(raw_vis, dtype=np.float32) > 0).astype(np.float32)
                 joints = (np.asarray(raw, dtype=np.float64) - 1.0) * vis[:, None]
@@ -134,7 +135,7 @@ def load_headboxes(path: str | Path) -> np.ndarray:
     elif path.suffix == ".npy":
         boxes = np.load(path)
     else:
-        boxes = np.asarray(_load_json(path, "headboxes file"), dtype=np.float64)
+        boxes = np.asarray(read_json(path, "headboxes file"), dtype=np.float64)
     if boxes.ndim not in (2, 3) or boxes.reshape(len(boxes), -1).shape[1] != 4:
         raise ValueError(f"headboxes file {path}: expected (N, 2, 2) or (N, 4) boxes, got shape {boxes.shape}")
     return boxes.reshape(-1, 2, 2).astype(np.float64)
