@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
     for task in TASKS.values():
-        task.predictor().add_arguments(p.add_argument_group(f"{task.name} (models of task {task.name})"))
+        task.predictor().add_arguments(p.add_argument_group(f"{task.name} models", task.summary))
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="train and evaluate on a generated dataset (about 5 min on 2 CPU cores)")
