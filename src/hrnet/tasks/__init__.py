@@ -1,1 +1,2 @@
-"""Tasks: one LightningModule (+ DataModule) per task: loss, decoding, metrics."""
+"""Task pipelines, one folder per task (``pose/``, ``segmentation/``), each with its LightningModule, DataModule,
+datasets, metrics and Predictor; ``registry.TASKS`` names them, ``base`` holds what they share."""

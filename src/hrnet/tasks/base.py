@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..export import load_exported
 from ..files import VIDEO_SUFFIXES, is_number_list, iter_inputs, read_image, read_json, write_atomic
-from ..models import create_model
+from ..models import create_model, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,6 @@ def build_task_model(name: str, pretrained: str | None, grad_checkpointing: bool
                      **head_args: Any) -> tuple[nn.Module, torch.memory_format]:
     """A preset for a task: optional ImageNet backbone (loaded ``strict=False``: the head is new),
     gradient checkpointing, memory format. Returns the model and the format inputs must follow."""
-    from ..models import load_checkpoint
-
     model = create_model(name, **head_args)
     if pretrained:
         report = load_checkpoint(model, pretrained, strict=False)
