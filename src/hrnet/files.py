@@ -22,13 +22,37 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 def read_image(path: str, color_rgb: bool = True) -> np.ndarray:
-    """uint8 (H, W, 3) image, RGB when ``color_rgb`` (cv2 reads BGR, EXIF orientation ignored as official)."""
+    """uint8 (H, W, 3) image, RGB when ``color_rgb``.
+
+    Decoded by OpenCV as the official loaders do (``cv2.IMREAD_COLOR``): grey and palette images become three
+    equal / looked-up channels, RGBA drops alpha, 16-bit images are scaled to 8 bits, and EXIF orientation is
+    ignored (the official annotations are in the stored pixel frame). A missing, unreadable or truncated file
+    is a one-line error naming it: OpenCV half-decodes a truncated JPEG or PNG without a word, so the file's
+    end is checked first (:func:`truncation`).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file {path} not found")
-    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    data = np.fromfile(path, dtype=np.uint8)
+    problem = truncation(data.tobytes())
+    if problem:
+        raise ValueError(f"image file {path} is truncated ({problem})")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ValueError(f"image file {path} unreadable (cv2.imread failed: corrupt or unsupported format)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
+
+
+def truncation(data: bytes) -> str | None:
+    """Why encoded image ``data`` is cut short, or ``None``: a JPEG whose last scan (the last SOS marker) is
+    not followed by the EOI marker (``FF D9`` cannot occur inside entropy-coded data, where ``FF`` is stuffed
+    as ``FF 00``), or a PNG without its ``IEND`` chunk. Other formats are not checked."""
+    if data[:2] == b"\xff\xd8":
+        last_scan = data.rfind(b"\xff\xda")
+        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
+            return "JPEG without its end-of-image marker"
+    elif data[:8] == b"\x89PNG\r\n\x1a\n" and data.rfind(b"IEND") < 0:
+        return "PNG without its IEND chunk"
+    return None
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
