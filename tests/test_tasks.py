@@ -118,3 +118,33 @@ def test_console_prints_each_lightning_message_once_and_no_tips() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("GPU available") == 1, out.stderr
     assert "Tip" not in out.stderr and "litlogger" not in out.stderr, out.stderr
+
+
+def test_predict_over_a_folder_survives_bad_files_and_continues(tmp_path: Path, capsys) -> None:
+    """A truncated JPEG and a non-image are reported and counted; the good files are predicted, the results
+    written; ``--skip-existing`` keeps what the first run finished and predicts only the rest."""
+    weights = tmp_path / "pose.pt"
+    torch.save(create_model("pose_hrnet_w18_small").state_dict(), weights)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "b.jpg", "cut.jpg"):
+        cv2.imwrite(str(images / name), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    whole = (images / "cut.jpg").read_bytes()
+    (images / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    (images / "notes.png").write_text("not an image")
+    out = tmp_path / "out"
+    argv = ["predict", str(images), "--weights", str(weights), "--model", "pose_hrnet_w18_small", "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "2 of 4 inputs failed (first: cut.jpg:" in err and "truncated" in err
+    assert [r["file"] for r in json.loads((out / "keypoints.json").read_text())["images"]] == ["a.jpg", "b.jpg"]
+    first = (out / "a_pose.jpg").stat().st_mtime_ns
+    (images / "cut.jpg").write_bytes(whole)
+    (images / "notes.png").unlink()
+    assert main([*argv, "--skip-existing"]) == 0
+    assert "(1 predicted, 2 kept from an earlier run)" in capsys.readouterr().out
+    assert [r["file"] for r in json.loads((out / "keypoints.json").read_text())["images"]] == ["a.jpg", "b.jpg",
+                                                                                              "cut.jpg"]
+    assert (out / "a_pose.jpg").stat().st_mtime_ns == first and (out / "cut_pose.jpg").is_file()
+    assert not list(out.glob("*.tmp"))

@@ -108,8 +108,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tune_malloc()
     predictor = task.predictor().from_args(args)
     predictor.accelerate(args.precision, args.compile, args.backend, args.calibration_batches)
-    target = predictor.run(Path(args.source), Path(args.out))
-    print(f"wrote {target} and pictures in {args.out}")
+    report = predictor.run(Path(args.source), Path(args.out), skip_existing=args.skip_existing)
+    kept = f", {report.kept} kept from an earlier run" if report.kept else ""
+    print(f"wrote {report.results} and pictures in {args.out} ({report.predicted} predicted{kept})")
+    if report.failed:
+        total = report.predicted + report.kept + len(report.failed)
+        name, why = report.failed[0]
+        print(f"hrnet predict: error: {len(report.failed)} of {total} inputs failed (first: {name}: {why}); "
+              f"the others are in {report.results}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -235,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "`hrnet export openvino`; onnxruntime: an .onnx file from `hrnet export onnx`")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="keep the inputs an earlier run into --out finished (picture and records there); "
+                   "predict the rest")
     for task in TASKS.values():
         task.predictor().add_arguments(p.add_argument_group(f"{task.name} models", task.summary))
     p.set_defaults(func=cmd_predict)

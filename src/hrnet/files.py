@@ -21,6 +21,16 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     tmp.replace(path)
 
 
+def write_image(path: Path, image: np.ndarray, rgb: bool = True) -> None:
+    """Encode ``image`` (RGB uint8 (H, W, 3) when ``rgb``, else written as it is, e.g. a label map) in the
+    format of ``path``'s suffix and write it atomically (:func:`write_atomic`)."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if rgb and image.ndim == 3 else image
+    ok, encoded = cv2.imencode(path.suffix, pixels)
+    if not ok:
+        raise ValueError(f"cannot encode an image of shape {image.shape} as {path.suffix} ({path})")
+    write_atomic(path, encoded.tobytes())
+
+
 def read_image(path: str, color_rgb: bool = True) -> np.ndarray:
     """uint8 (H, W, 3) image, RGB when ``color_rgb``.
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..export import load_exported
-from ..files import VIDEO_SUFFIXES, is_number_list, iter_inputs, read_image, read_json, write_atomic
+from ..files import VIDEO_SUFFIXES, is_number_list, iter_inputs, read_image, read_json, write_atomic, write_image
 from ..models import create_model, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -194,13 +194,25 @@ class BoxesFile:
         return self.by_key.get(int(path.stem), []) if path.stem.isdigit() else []
 
 
+@dataclass(frozen=True)
+class RunReport:
+    """What :meth:`Predictor.run` did: the results file, how many inputs it predicted and kept from an
+    earlier run (``skip_existing``), and the inputs that failed with why."""
+
+    results: Path
+    predicted: int
+    kept: int
+    failed: list[tuple[str, str]]
+
+
 class Predictor:
     """A task's network with its test-time settings, from a checkpoint or an exported file.
 
     ``predictor(image)`` gives the task's result for one RGB uint8 (H, W, 3) image; :meth:`run` walks an
     image, a folder of images or a video and writes one JSON file (``results_file``: the :meth:`header`
     plus one record per image or frame) and drawn copies (``<stem>_<picture>.jpg``, videos
-    ``<stem>_<picture>.mp4``). :meth:`accelerate` swaps in a fast path (``hrnet.inference.prepare``).
+    ``<stem>_<picture>.mp4``); bad files are skipped and reported (:class:`RunReport`). :meth:`accelerate`
+    swaps in a fast path (``hrnet.inference.prepare``).
 
     Subclasses implement ``__call__``, :meth:`draw`, :meth:`record` and :meth:`header`, and for the CLI
     :meth:`add_arguments` / :meth:`from_args`; :meth:`predict` may use the file an image came from.
@@ -262,23 +274,50 @@ class Predictor:
         elif precision != "fp32" or compile or backend == "openvino":
             self.model = prepare(self.model, precision, compile=compile or None, backend=backend)
 
-    def run(self, source: Path, out: Path) -> Path:
+    def run(self, source: Path, out: Path, skip_existing: bool = False) -> RunReport:
         """Predict every image (or video frame) of ``source``; write the results file and drawn copies into
-        ``out``; return the results file."""
+        ``out``, each file atomically. A file that cannot be read is logged, counted and skipped; the rest go
+        on. With ``skip_existing``, inputs whose picture and records an earlier run left in ``out`` are kept
+        as they are, so a stopped run continues where it stopped."""
         out.mkdir(parents=True, exist_ok=True)
-        records = []
-        for path in tqdm(list(iter_inputs(source)), desc="predict", unit="file", disable=None, leave=False):
-            if path.suffix.lower() in VIDEO_SUFFIXES:
-                records.extend(self._run_video(path, out))
-                continue
-            image = read_image(str(path))
-            result = self.predict(image, path)
-            cv2.imwrite(str(out / f"{path.stem}_{self.picture}.jpg"),
-                        cv2.cvtColor(self.draw(image, result), cv2.COLOR_RGB2BGR))
-            records.append({"file": path.name, **self.record(result, out, path.stem)})
         target = out / self.results_file
+        previous = self._previous_records(target) if skip_existing else {}
+        inputs = list(iter_inputs(source))
+        records: list[dict[str, Any]] = []
+        failed: list[tuple[str, str]] = []
+        reused = 0
+        for path in tqdm(inputs, desc="predict", unit="file", disable=None, leave=False):
+            video = path.suffix.lower() in VIDEO_SUFFIXES
+            picture = out / f"{path.stem}_{self.picture}{'.mp4' if video else '.jpg'}"
+            if path.name in previous and picture.exists():
+                records.extend(previous[path.name])
+                reused += 1
+                continue
+            try:
+                records.extend(self._run_video(path, out, picture) if video else [self._run_image(path, out, picture)])
+            except (ValueError, OSError, cv2.error) as err:
+                log.warning("skipping %s: %s", path, err)
+                failed.append((path.name, str(err).splitlines()[0] if str(err) else type(err).__name__))
         write_atomic(target, json.dumps({**self.header(), "images": records}))
-        return target
+        return RunReport(target, len(inputs) - reused - len(failed), reused, failed)
+
+    @staticmethod
+    def _previous_records(target: Path) -> dict[str, list[dict[str, Any]]]:
+        """An earlier run's records by input file name (``{}`` when there is no readable results file)."""
+        try:
+            images = json.loads(target.read_text())["images"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        by_file: dict[str, list[dict[str, Any]]] = {}
+        for record in images:
+            by_file.setdefault(record["file"], []).append(record)
+        return by_file
+
+    def _run_image(self, path: Path, out: Path, picture: Path) -> dict[str, Any]:
+        image = read_image(str(path))
+        result = self.predict(image, path)
+        write_image(picture, self.draw(image, result))
+        return {"file": path.name, **self.record(result, out, path.stem)}
 
     def _frames(self, path: Path) -> Iterator[tuple[np.ndarray, float]]:
         """RGB frames and the frame rate; a progress bar on a terminal."""
@@ -298,17 +337,20 @@ class Predictor:
         finally:
             capture.release()
 
-    def _run_video(self, path: Path, out: Path) -> list[dict[str, Any]]:
+    def _run_video(self, path: Path, out: Path, picture: Path) -> list[dict[str, Any]]:
+        """Every frame predicted and drawn into ``picture`` (written under a temporary name, then renamed)."""
+        partial = picture.with_name(f".{picture.stem}.partial{picture.suffix}")
         writer, records = None, []
         for index, (image, fps) in enumerate(self._frames(path)):
             result = self.predict(image, None)
             drawn = self.draw(image, result)
             if writer is None:
-                writer = cv2.VideoWriter(str(out / f"{path.stem}_{self.picture}.mp4"),
-                                         cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (image.shape[1], image.shape[0]))
             writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             records.append({"file": path.name, "frame": index,
                             **self.record(result, out, f"{path.stem}_{index:06d}")})
         if writer is not None:
             writer.release()
+            partial.replace(picture)
         return records

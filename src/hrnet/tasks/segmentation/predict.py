@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...files import normalize_image
+from ...files import normalize_image, write_image
 from ...models import get_preset
 from ..base import Predictor, checkpoint_settings
 from .datasets import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
@@ -95,7 +95,7 @@ class SegPredictor(Predictor):
 
     def record(self, result: np.ndarray, out: Path, stem: str) -> dict[str, Any]:
         """Writes ``<stem>_labels.png`` (class index per pixel); the record names it and gives class fractions."""
-        cv2.imwrite(str(out / f"{stem}_labels.png"), result)
+        write_image(out / f"{stem}_labels.png", result, rgb=False)
         counts = np.bincount(result.reshape(-1), minlength=self.num_classes)
         return {"labels": f"{stem}_labels.png",
                 "class_fractions": {self.class_names[c]: round(float(n) / result.size, 4)
