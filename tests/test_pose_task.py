@@ -4,6 +4,7 @@ checkpoint resume, Lightning CLI, prediction CLI (images, boxes, video), custom 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -253,3 +254,34 @@ def test_predict_with_a_torchvision_detector(tiny_coco, tmp_path) -> None:
     result = json.loads((tmp_path / "out" / "keypoints.json").read_text())
     assert result["images"][0]["file"] == image.name
     assert all(len(p["keypoints"]) == 51 for p in result["images"][0]["persons"])
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("missing boxes file", "boxes file .*missing_dets.json: file not found"),
+    ("annotations without images", "ann_file .*: .*images"),
+    ("config key that does not exist", "lr_stepz"),
+])
+def test_fit_with_bad_input_is_one_line(tiny_coco, tmp_path, capsys, fault: str, message: str) -> None:
+    """Mistakes in what ``hrnet fit`` is given end in one line and exit code 2, not a traceback."""
+    data = dict(tiny_coco)
+    argv = []
+    if fault == "missing boxes file":
+        data["val_boxes"] = str(tmp_path / "missing_dets.json")
+    elif fault == "annotations without images":
+        bad = tmp_path / "no_images.json"
+        bad.write_text(json.dumps({"annotations": [], "categories": [{"id": 1, "name": "person"}]}))
+        data["val_ann"] = str(bad)
+    else:
+        argv = ["--model.lr_stepz", "[1]"]
+    config = _write_config(tmp_path, data)
+    if argv:  # jsonargparse rejects an unknown key itself: usage, the error, exit status 2
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", "--config", str(config), *argv])
+        assert exit_info.value.code == 2
+    else:
+        assert main(["fit", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+    if not argv:
+        assert err.strip().count("\n") == 0

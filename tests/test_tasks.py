@@ -148,3 +148,23 @@ def test_predict_over_a_folder_survives_bad_files_and_continues(tmp_path: Path, 
                                                                                               "cut.jpg"]
     assert (out / "a_pose.jpg").stat().st_mtime_ns == first and (out / "cut_pose.jpg").is_file()
     assert not list(out.glob("*.tmp"))
+
+
+class _BadFile(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        raise ValueError(f"image file /data/{index}.jpg is truncated (JPEG without its end-of-image marker)")
+
+
+def test_an_error_in_a_dataloader_worker_is_told_in_one_line() -> None:
+    """PyTorch re-raises a worker's error with the worker's traceback in its message; the CLI tells the
+    original message, which names the file."""
+    from hrnet.cli import error_message
+
+    with pytest.raises(ValueError) as caught:
+        next(iter(torch.utils.data.DataLoader(_BadFile(), num_workers=1)))
+    assert "Traceback" in str(caught.value)
+    assert error_message(caught.value) == "image file /data/0.jpg is truncated (JPEG without its end-of-image marker)"
+    assert error_message(ValueError("plain")) == "plain"

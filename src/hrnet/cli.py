@@ -321,6 +321,17 @@ class _DropTips(logging.Filter):
         return not str(record.msg).startswith("💡")
 
 
+def error_message(err: BaseException) -> str:
+    """What to tell the user of ``err``: its message, except that an error a DataLoader worker raised and
+    PyTorch re-raised with the worker's traceback in its text is told as the original one-line message
+    (``image file x.jpg is truncated ...``)."""
+    text = str(err)
+    if text.startswith("Caught ") and "DataLoader worker" in text.split("\n", 1)[0]:
+        last = text.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``hrnet COMMAND ...``; a user mistake (a bad file, argument or preset) is one line on stderr and exit
     code 2, never a traceback."""
@@ -340,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_console(args.verbose)
         code = args.func(args)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"hrnet {command}: error: {err}", file=sys.stderr)
+        print(f"hrnet {command}: error: {error_message(err)}", file=sys.stderr)
         return 2
     log.info("done in %.1f s", time.perf_counter() - start)
     return code
