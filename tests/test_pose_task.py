@@ -285,3 +285,24 @@ def test_fit_with_bad_input_is_one_line(tiny_coco, tmp_path, capsys, fault: str,
     assert "Traceback" not in err
     if not argv:
         assert err.strip().count("\n") == 0
+
+
+class _NanLoss(torch.nn.Module):
+    def forward(self, heatmaps, *args) -> torch.Tensor:
+        return heatmaps.sum() * float("nan")
+
+
+def test_a_nan_loss_stops_with_the_step_or_skips_the_batch(tiny_coco, tmp_path) -> None:
+    dm = PoseDataModule(**tiny_coco, input_size=INPUT, batch_size=2, num_workers=0)
+    task = PoseEstimation(model="pose_hrnet_w18_small", input_size=INPUT)
+    task.criterion = _NanLoss()
+    with pytest.raises(ValueError, match=r"training loss is nan at step 0 \(epoch 0, batch 0\); stopped "
+                                         r"\(last checkpoint: none yet\)"):
+        _trainer(tmp_path, limit_val_batches=0).fit(task, datamodule=dm)
+    task = PoseEstimation(model="pose_hrnet_w18_small", input_size=INPUT, nonfinite="skip")
+    task.criterion = _NanLoss()
+    before = {k: v.clone() for k, v in task.named_parameters()}
+    _trainer(tmp_path, limit_val_batches=0).fit(task, datamodule=dm)
+    assert all(torch.equal(before[k], v) for k, v in task.named_parameters())  # no optimizer step was taken
+    with pytest.raises(ValueError, match="model.nonfinite must be 'stop' or 'skip'"):
+        PoseEstimation(model="pose_hrnet_w18_small", nonfinite="ignore")

@@ -60,6 +60,21 @@ class EvaluationHooks:
         if dataset is not None:
             dataset.set_epoch(self.current_epoch)
 
+    def _checked_loss(self, loss: Tensor, batch_idx: int) -> Tensor | None:
+        """``loss`` when finite. A NaN/inf loss stops training with a one-line error naming the step, the value
+        and the last checkpoint written, or, with ``hparams.nonfinite == "skip"``, skips the batch (Lightning
+        skips the optimizer step when ``training_step`` returns ``None``) with a warning."""
+        if torch.isfinite(loss).all():
+            return loss
+        where = f"step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        if self.hparams.nonfinite == "skip":
+            log.warning("training loss is %s at %s: batch skipped (nonfinite: skip)", loss.item(), where)
+            return None
+        callback = getattr(self.trainer, "checkpoint_callback", None)
+        last = (getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")) or "none yet"
+        raise ValueError(f"training loss is {loss.item()} at {where}; stopped (last checkpoint: {last}). Lower the "
+                         "learning rate or check that batch's data; model.nonfinite: skip skips such batches")
+
 
 def build_task_model(name: str, pretrained: str | None, grad_checkpointing: bool, channels_last: bool,
                      **head_args: Any) -> tuple[nn.Module, torch.memory_format]:

@@ -37,6 +37,8 @@ class PoseEstimation(EvaluationHooks, L.LightningModule):
         lr, lr_steps, lr_factor: Adam with step decay (official: 1e-3, epochs 170/200, 0.1).
         use_joint_weights: weight joints in the loss by ``KeypointSpec.joint_weights``.
         channels_last: NHWC memory format (faster convolutions on CPUs with oneDNN and on tensor cores).
+        nonfinite: what a NaN/inf training loss does: ``stop`` (a one-line error naming the step and the last
+            checkpoint) or ``skip`` (the batch, with a warning).
     """
 
     def __init__(
@@ -60,10 +62,13 @@ class PoseEstimation(EvaluationHooks, L.LightningModule):
         oks_thre: float = 0.9,
         grad_checkpointing: bool = False,
         channels_last: bool = False,
+        nonfinite: str = "stop",
         results_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if nonfinite not in ("stop", "skip"):
+            raise ValueError(f"model.nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
         self.keypoints = resolve_keypoints(keypoints)
         self.model, self.memory_format = build_task_model(model, pretrained, grad_checkpointing, channels_last,
                                                           num_joints=self.keypoints.num_joints)
@@ -76,11 +81,11 @@ class PoseEstimation(EvaluationHooks, L.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images.contiguous(memory_format=self.memory_format))
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         heatmaps = self(batch["image"])
         loss = self.criterion(heatmaps.float(), batch["target"], batch["target_weight"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
-        return loss
+        return self._checked_loss(loss, batch_idx)
 
     def _evaluate_batch(self, batch: dict[str, Tensor]) -> None:
         flip_index = self.keypoints.flip_index if self.hparams.flip_test else None

@@ -37,6 +37,8 @@ class Segmentation(EvaluationHooks, L.LightningModule):
         eval_mode, eval_crop, eval_stride, eval_scales, eval_flip, eval_window, eval_base_size: validation
             inference (whole image or sliding window - ``pad`` as the official base code, ``clamp`` as
             its Cityscapes override; multi-scale; flip); see :func:`hrnet.tasks.segmentation.tta.predict_logits`.
+        nonfinite: what a NaN/inf training loss does: ``stop`` (a one-line error naming the step and the last
+            checkpoint) or ``skip`` (the batch, with a warning).
     """
 
     def __init__(
@@ -66,9 +68,12 @@ class Segmentation(EvaluationHooks, L.LightningModule):
         eval_base_size: int | None = None,
         grad_checkpointing: bool = False,
         channels_last: bool = False,
+        nonfinite: str = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if nonfinite not in ("stop", "skip"):
+            raise ValueError(f"model.nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
         if loss not in ("ce", "ohem"):
             raise ValueError(f"loss must be 'ce' or 'ohem', got {loss!r}")
         if optimizer not in ("sgd", "adamw"):
@@ -110,12 +115,12 @@ class Segmentation(EvaluationHooks, L.LightningModule):
     def forward(self, images: Tensor) -> Tensor | list[Tensor]:
         return self.model(images.contiguous(memory_format=self.memory_format))
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         outputs = self(batch["image"])
         outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
         loss = self.criterion(outputs, batch["mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
-        return loss
+        return self._checked_loss(loss, batch_idx)
 
     def predict_logits(self, images: Tensor, model: nn.Module | None = None) -> Tensor:
         """(B, 3, H, W) -> (B, C, H, W) logits with the configured test-time inference, run by this task's
