@@ -27,6 +27,7 @@ def fit_and_evaluate(out: Path, model: Any, datamodule: Any, cfg: Any, start: fl
 
     from ..files import write_atomic
     from ..inference import bf16_supported
+    from ..tasks.checkpoints import AtomicCheckpointIO
 
     native_bf16 = bf16_supported(torch.device("cpu"))
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if native_bf16 else "32-true")
@@ -34,7 +35,7 @@ def fit_and_evaluate(out: Path, model: Any, datamodule: Any, cfg: Any, start: fl
                         logger=CSVLogger(out, name="logs", version=""),
                         callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)],
                         check_val_every_n_epoch=cfg.val_every, num_sanity_val_steps=0, log_every_n_steps=10,
-                        enable_model_summary=False)
+                        enable_model_summary=False, plugins=[AtomicCheckpointIO()])
     last = out / "checkpoints" / "last.ckpt"
     print(f"training {what} for {cfg.epochs} epochs ({precision}); resume: {resume and last.exists()}")
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(last) if resume and last.exists() else None)

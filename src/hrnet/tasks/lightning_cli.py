@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from lightning.pytorch.cli import LightningCLI
 
+from .checkpoints import AtomicCheckpointIO
 from .registry import Task, task_of
 
 
@@ -62,4 +63,5 @@ def run_lightning(args: Sequence[str]) -> None:
     task = task_of(preset_named(args), args[0] if args else "fit")
     with warnings.catch_warnings():  # we pass args on purpose: sys.argv holds the same command line
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        TaskCLI(task, args=list(args), save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "hrnet"})
+        TaskCLI(task, args=list(args), save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "hrnet"},
+                trainer_defaults={"plugins": [AtomicCheckpointIO()]})
