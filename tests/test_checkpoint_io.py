@@ -35,3 +35,13 @@ def test_what_a_kill_leaves_is_never_taken_for_a_checkpoint(tmp_path) -> None:
     partial = tmp_path / ".last.ckpt.partial"
     partial.write_bytes(b"PK\x03\x04 cut")
     assert partial.suffix != ".ckpt" and not partial.name.startswith("last")
+
+
+def test_hrnet_fit_saves_through_the_atomic_writer(tmp_path) -> None:
+    """The Lightning CLI gives its Trainer the atomic writer (with no plugins named in the config)."""
+    from hrnet.tasks.lightning_cli import TaskCLI
+    from hrnet.tasks.registry import TASKS
+
+    cli = TaskCLI(TASKS["pose"], args=["--model.model", "pose_hrnet_w18_small", "--trainer.logger", "false",
+                                       f"--trainer.default_root_dir={tmp_path}"], run=False)
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

@@ -35,6 +35,13 @@ class TaskCLI(LightningCLI):
         for key in self.task.linked:
             parser.link_arguments(f"model.{key}", f"data.{key}")
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        """Checkpoints are saved crash-safe (:class:`AtomicCheckpointIO`) unless the config names its own
+        plugins; added here rather than as a default so the saved ``config.yaml`` stays plain."""
+        if not config.get("plugins"):
+            config["plugins"] = [AtomicCheckpointIO()]
+        return super()._instantiate_trainer(config, callbacks)
+
 
 def preset_named(args: Sequence[str]) -> str | None:
     """The ``model.model`` preset of a command line: the last ``--model.model`` or config file wins."""
@@ -63,5 +70,4 @@ def run_lightning(args: Sequence[str]) -> None:
     task = task_of(preset_named(args), args[0] if args else "fit")
     with warnings.catch_warnings():  # we pass args on purpose: sys.argv holds the same command line
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        TaskCLI(task, args=list(args), save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "hrnet"},
-                trainer_defaults={"plugins": [AtomicCheckpointIO()]})
+        TaskCLI(task, args=list(args), save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "hrnet"})
