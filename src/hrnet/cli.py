@@ -100,13 +100,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_backend(args)
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"--weights {args.weights}: file not found")
-    name = args.model or checkpoint_settings(args.weights)[1].get("model")
+    stored = checkpoint_settings(args.weights)
+    name = args.model or stored[1].get("model")
     if name is None:
         raise ValueError(f"{args.weights}: no model name stored in the checkpoint; pass --model (a preset: "
                          "hrnet models)")
     task = task_of(name, "predict")
     tune_malloc()
-    predictor = task.predictor().from_args(args)
+    predictor = task.predictor().from_args(args, stored)
     predictor.accelerate(args.precision, args.compile, args.backend, args.calibration_batches)
     report = predictor.run(Path(args.source), Path(args.out), skip_existing=args.skip_existing)
     kept = f", {report.kept} kept from an earlier run" if report.kept else ""
@@ -336,8 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``hrnet COMMAND ...``; a user mistake (a bad file, argument or preset) is one line on stderr and exit
     code 2, never a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = bool(argv) and argv[0] in ("-v", "--verbose")
-    configure_console(verbose)
+    configure_console(verbose=bool(argv) and argv[0] in ("-v", "--verbose"))  # the root parser's -v comes first
     command = argv[0] if argv else ""
     start = time.perf_counter()
     try:
@@ -348,7 +348,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         args = build_parser().parse_args(argv)
         command = args.command
-        configure_console(args.verbose)
         code = args.func(args)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"hrnet {command}: error: {error_message(err)}", file=sys.stderr)

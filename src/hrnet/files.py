@@ -42,11 +42,11 @@ def read_image(path: str, color_rgb: bool = True) -> np.ndarray:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file {path} not found")
-    data = np.fromfile(path, dtype=np.uint8)
-    problem = truncation(data.tobytes())
+    data = Path(path).read_bytes()
+    problem = truncation(data)
     if problem:
         raise ValueError(f"image file {path} is truncated ({problem})")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ValueError(f"image file {path} unreadable (cv2.imread failed: corrupt or unsupported format)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image

@@ -143,7 +143,11 @@ def read_hparams(path: str | Path) -> dict[str, Any]:
     return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
 
 
-def checkpoint_settings(weights: str | Path) -> tuple[Any | None, dict[str, Any]]:
+Stored = tuple[Any | None, dict[str, Any]]
+"""An exported model (or ``None`` for a checkpoint) and the settings stored with the weights."""
+
+
+def checkpoint_settings(weights: str | Path) -> Stored:
     """What prediction needs to know of ``weights`` besides the tensors: for an exported file (``.onnx`` /
     ``.xml``) the loaded model and its stored preset, input size and task settings; for a checkpoint
     ``None`` and its hyper-parameters (``{}`` for plain state dicts)."""
@@ -245,7 +249,9 @@ class Predictor:
         """The task's ``hrnet predict`` flags."""
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Predictor:
+    def from_args(cls, args: argparse.Namespace, stored: Stored | None = None) -> Predictor:
+        """The predictor ``hrnet predict`` flags describe; ``stored`` is what :func:`checkpoint_settings`
+        already read of ``args.weights`` (read again when ``None``)."""
         raise NotImplementedError
 
     @staticmethod

@@ -19,7 +19,7 @@ from ...keypoints.geometry import box_to_center_scale, crop_image
 from ...keypoints.sets import KeypointSpec, resolve_keypoints
 from ...keypoints.topdown import heatmaps_to_image_keypoints, predict_heatmaps
 from ...models import get_preset
-from ..base import Box, BoxesFile, Predictor, checkpoint_settings
+from ..base import Box, BoxesFile, Predictor, Stored, checkpoint_settings
 
 
 class PosePredictor(Predictor):
@@ -56,12 +56,12 @@ class PosePredictor(Predictor):
                            help="minimum box score (default: 0 for --boxes, 0.5 for --detector)")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> PosePredictor:
+    def from_args(cls, args: argparse.Namespace, stored: Stored | None = None) -> PosePredictor:
         if args.detector and not args.detector_weights:
             raise ValueError("--detector needs --detector-weights (no weights are downloaded)")
         predictor = cls.from_checkpoint(args.weights, model=args.model, keypoints=args.keypoints,
                                         input_size=args.input_size, decode=args.decode, flip_test=not args.no_flip,
-                                        device=args.device)
+                                        device=args.device, stored=stored)
         if args.boxes:
             predictor.boxes = BoxesFile(args.boxes, args.box_threshold or 0.0)
         if args.detector:
@@ -73,12 +73,13 @@ class PosePredictor(Predictor):
     @classmethod
     def from_checkpoint(cls, weights: str | Path, model: str | None = None,
                         keypoints: str | dict[str, Any] | None = None, input_size: Sequence[int] | None = None,
-                        decode: str | None = None, flip_test: bool = True, device: str = "cpu") -> PosePredictor:
+                        decode: str | None = None, flip_test: bool = True, device: str = "cpu",
+                        stored: Stored | None = None) -> PosePredictor:
         """Our Lightning checkpoints carry model name, keypoint set and input size; for official
         files (plain state dicts) pass ``model`` (and ``keypoints``/``input_size`` if not COCO 256x192).
         An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime, an ``.xml`` file (``hrnet export
-        openvino``) in OpenVINO."""
-        exported, hparams = checkpoint_settings(weights)
+        openvino``) in OpenVINO. ``stored``: what :func:`checkpoint_settings` already read of ``weights``."""
+        exported, hparams = stored or checkpoint_settings(weights)
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. pose_hrnet_w32)")

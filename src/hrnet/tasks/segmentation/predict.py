@@ -14,7 +14,7 @@ from torch import nn
 
 from ...files import normalize_image, write_image
 from ...models import get_preset
-from ..base import Predictor, checkpoint_settings
+from ..base import Predictor, Stored, checkpoint_settings
 from .datasets import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from .tta import predict_logits
 
@@ -55,19 +55,20 @@ class SegPredictor(Predictor):
         group.add_argument("--flip", action="store_true", help="flip test")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> SegPredictor:
+    def from_args(cls, args: argparse.Namespace, stored: Stored | None = None) -> SegPredictor:
         return cls.from_checkpoint(
             args.weights, model=args.model, num_classes=args.num_classes, mode=args.mode,
             crop_size=tuple(args.crop) if args.crop else None, stride=tuple(args.stride) if args.stride else None,
-            scales=tuple(args.scales), flip=args.flip, device=args.device)
+            scales=tuple(args.scales), flip=args.flip, device=args.device, stored=stored)
 
     @classmethod
     def from_checkpoint(cls, weights: str | Path, model: str | None = None, num_classes: int | None = None,
-                        **settings: Any) -> SegPredictor:
+                        stored: Stored | None = None, **settings: Any) -> SegPredictor:
         """Our Lightning checkpoints carry the preset and classes; official files need ``model``
         (and ``num_classes`` when not 19). An ``.onnx`` file (``hrnet export onnx``) runs in onnxruntime, an
-        ``.xml`` file (``hrnet export openvino``) in OpenVINO."""
-        exported, hparams = checkpoint_settings(weights)
+        ``.xml`` file (``hrnet export openvino``) in OpenVINO. ``stored``: what :func:`checkpoint_settings` already
+        read of ``weights``."""
+        exported, hparams = stored or checkpoint_settings(weights)
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. seg_hrnet_w48)")
