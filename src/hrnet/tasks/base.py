@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..export import load_exported
 from ..files import VIDEO_SUFFIXES, is_number_list, iter_inputs, read_image, read_json, write_atomic, write_image
 from ..models import create_model, load_checkpoint
+from ..seeding import EvaluationShard, ResumableLoader, SeededOrder
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,16 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def loss_precision(tensor: Tensor) -> Tensor:
+    """``tensor`` in at least float32: half / bfloat16 outputs (mixed precision) are upcast for the loss,
+    float64 (``precision: 64-true``) stays float64."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
 class EvaluationHooks:
     """Lightning hooks shared by the task modules: validation and test batches go to
-    ``_evaluate_batch(batch)``, epoch ends to ``_finish_evaluation(stage)``, and the training set
-    learns the epoch so its seeded augmentation differs per epoch and resumes exactly."""
+    ``_evaluate_batch(batch)``, epoch ends to ``_finish_evaluation(stage)``; a training loss is checked
+    by :meth:`_checked_loss`."""
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate_batch(batch)
@@ -54,11 +61,6 @@ class EvaluationHooks:
 
     def on_test_epoch_end(self) -> None:
         self._finish_evaluation("test")
-
-    def on_train_epoch_start(self) -> None:
-        dataset = getattr(self.trainer.datamodule, "train_set", None)
-        if dataset is not None:
-            dataset.set_epoch(self.current_epoch)
 
     def _checked_loss(self, loss: Tensor, batch_idx: int) -> Tensor | None:
         """``loss`` when finite. A NaN/inf loss stops training with a one-line error naming the step, the value
@@ -91,28 +93,39 @@ def build_task_model(name: str, pretrained: str | None, grad_checkpointing: bool
 
 
 class LoaderHooks:
-    """``LightningDataModule`` loaders shared by the tasks: ``train_set`` (shuffled, last partial batch
-    dropped), ``val_set`` and ``test_set`` (the validation set when there is no test set), batched by
-    ``hparams.batch_size`` and ``hparams.eval_batch_size`` (default: ``batch_size``) with :func:`collate`."""
+    """``LightningDataModule`` loaders shared by the tasks: ``train_set`` in the :class:`SeededOrder` of
+    ``hparams.seed`` (last partial batch dropped; a :class:`ResumableLoader`, so mid-epoch checkpoints resume
+    exactly), ``val_set`` and ``test_set`` (the validation set when there is no test set) sharded over the
+    ranks without repeats, batched by ``hparams.batch_size`` and ``hparams.eval_batch_size`` (default:
+    ``batch_size``) per process, with :func:`collate`."""
 
     train_set: Dataset | None = None
     val_set: Dataset | None = None
     test_set: Dataset | None = None
 
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        h = self.hparams
-        return DataLoader(dataset, batch_size=h.batch_size if train else (h.eval_batch_size or h.batch_size),
-                          shuffle=train, drop_last=train, num_workers=h.num_workers, collate_fn=collate,
-                          persistent_workers=False, pin_memory=torch.cuda.is_available())
+    def _ranks(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader_options(self) -> dict[str, Any]:
+        return dict(num_workers=self.hparams.num_workers, collate_fn=collate, persistent_workers=False,
+                    pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
+        world, rank = self._ranks()
+        order = SeededOrder(self.train_set, self.hparams.seed, num_replicas=world, rank=rank)
+        return ResumableLoader(self.train_set, order, self.hparams.batch_size, **self._loader_options())
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        world, rank = self._ranks()
+        return DataLoader(dataset, batch_size=self.hparams.eval_batch_size or self.hparams.batch_size,
+                          sampler=EvaluationShard(dataset, num_replicas=world, rank=rank), **self._loader_options())
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, False) if self.val_set is not None else []
+        return self._eval_loader(self.val_set) if self.val_set is not None else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set if self.test_set is not None else self.val_set, False)
+        return self._eval_loader(self.test_set if self.test_set is not None else self.val_set)
 
 
 def gather_to_all(items: list[Any], world_size: int) -> list[Any]:

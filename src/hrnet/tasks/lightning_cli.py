@@ -5,7 +5,8 @@ The task follows from the preset the config names (``model.model``): its entry i
 ``PoseEstimation``, segmentation presets ``Segmentation``); configs stay flat. Everything
 Lightning's Trainer offers is a config key or a dotted override (``--trainer.devices 8``,
 ``--trainer.num_nodes 2``, ``--trainer.precision bf16-mixed``, ``--trainer.sync_batchnorm true``,
-``--ckpt_path last`` to resume); ``--print_config`` shows the resolved run.
+``--ckpt_path last`` to resume, ``--checkpoint_every_n_steps 1000`` to save a resume point within epochs);
+``--print_config`` shows the resolved run.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.layer_sync import LayerSync
 
 from .checkpoints import AtomicCheckpointIO
+from .sync_batchnorm import SyncBatchNormPlugin
 from .registry import Task, task_of
 
 
@@ -34,12 +38,44 @@ class TaskCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse parser
         for key in self.task.linked:
             parser.link_arguments(f"model.{key}", f"data.{key}")
+        parser.add_argument("--checkpoint_every_n_steps", type=Optional[int], default=None,
+                            help="also save last.ckpt every N optimizer steps (beside the config's checkpoints), "
+                                 "so a killed run resumes mid-epoch with --ckpt_path last")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning replaces the ``model`` settings with the ones ``--ckpt_path`` stored; here the stored ones only
+        fill in what the config and command line leave at its default, so ``hrnet validate --ckpt_path best.ckpt
+        --model.flip_test false --model.results_dir out`` does what it says."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        given = self.config[subcommand].get("model")
+        defaults = self._parser(subcommand).get_defaults().get("model")
+        super()._parse_ckpt_path()
+        if given is None or defaults is None:
+            return
+        model = self.config[subcommand]["model"]
+        for key, value in vars(given).items():
+            if value != getattr(defaults, key, None):
+                model[key] = value
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         """Checkpoints are saved crash-safe (:class:`AtomicCheckpointIO`) unless the config names its own
-        plugins; added here rather than as a default so the saved ``config.yaml`` stays plain."""
-        if not config.get("plugins"):
-            config["plugins"] = [AtomicCheckpointIO()]
+        plugins, and ``sync_batchnorm`` works on CPU too (:class:`SyncBatchNormPlugin`); both are added here
+        rather than as defaults so the saved ``config.yaml`` stays plain. With
+        ``checkpoint_every_n_steps``, a step-interval ``ModelCheckpoint`` writes ``last.ckpt`` into the
+        config's checkpoint folder, where ``--ckpt_path last`` looks."""
+        plugins = config.get("plugins") or [AtomicCheckpointIO()]
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
+            plugins = [*plugins, SyncBatchNormPlugin()]
+        config["plugins"] = plugins
+        every = self.config_init[self.subcommand].get("checkpoint_every_n_steps") if self.subcommand else None
+        if every:
+            folders = [c.dirpath for c in config.get("callbacks") or [] if isinstance(c, ModelCheckpoint)]
+            steps = ModelCheckpoint(dirpath=folders[0] if folders else None, save_last=True, save_top_k=0,
+                                    every_n_train_steps=int(every))
+            callbacks = [*callbacks, steps] if folders else [*callbacks, steps, ModelCheckpoint()]  # + the default
         return super()._instantiate_trainer(config, callbacks)
 
 

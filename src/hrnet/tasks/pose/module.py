@@ -4,6 +4,7 @@ inference, decoding, OKS-NMS and COCO (pycocotools) / PCKh evaluation."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from ...keypoints.codec import HeatmapCodec, JointsMSELoss
 from ...keypoints.evaluation import coco_keypoint_eval, rescore_and_nms, to_coco_results
 from ...keypoints.sets import resolve_keypoints
 from ...keypoints.topdown import TopDownDataset, heatmaps_to_image_keypoints, predict_heatmaps
-from ..base import EvaluationHooks, broadcast_from_zero, build_task_model, gather_to_all
+from ..base import EvaluationHooks, broadcast_from_zero, build_task_model, gather_to_all, loss_precision
 from .coco import CocoKeypoints
 from .mpii import MpiiKeypoints, headsize_from_boxes, pckh
 
@@ -83,29 +84,32 @@ class PoseEstimation(EvaluationHooks, L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         heatmaps = self(batch["image"])
-        loss = self.criterion(heatmaps.float(), batch["target"], batch["target_weight"])
+        loss = self.criterion(loss_precision(heatmaps), batch["target"], batch["target_weight"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return self._checked_loss(loss, batch_idx)
 
     def _evaluate_batch(self, batch: dict[str, Tensor]) -> None:
         flip_index = self.keypoints.flip_index if self.hparams.flip_test else None
         heatmaps = predict_heatmaps(self, batch["image"], flip_index, self.hparams.shift_heatmap)
-        if "target" in batch:
-            loss = self.criterion(heatmaps, batch["target"], batch["target_weight"])
-            self.log("val/loss", loss, batch_size=heatmaps.shape[0], sync_dist=True)
         kpts = heatmaps_to_image_keypoints(self.codec, heatmaps, batch["center"], batch["scale"])
         for i in range(kpts.shape[0]):
             self._predictions.append({
                 "keypoints": kpts[i], "image_id": int(batch["image_id"][i]), "score": float(batch["score"][i]),
                 "area": float(batch["area"][i]), "index": int(batch["index"][i]),
             })
+            if "target" in batch:  # per sample, so the mean over ranks is the mean over samples
+                target, weight = batch["target"][i:i + 1], batch["target_weight"][i:i + 1]
+                self._predictions[-1]["loss"] = float(self.criterion(heatmaps[i:i + 1].to(target.dtype), target, weight))
 
     def _finish_evaluation(self, stage: str) -> None:
-        """Gather predictions from every rank, OKS-NMS + rescoring, pycocotools on rank 0."""
+        """Gather predictions from every rank (in sample order, as one process makes them), OKS-NMS +
+        rescoring, pycocotools on rank 0; the heatmap loss is the mean over samples."""
         preds, self._predictions = self._predictions, []
         world = self.trainer.world_size
-        preds = gather_to_all(preds, world)
+        preds = sorted(gather_to_all(preds, world), key=lambda p: p["index"])
         metrics = self.evaluate(preds, stage) if self.trainer.is_global_zero else {}
+        if preds and "loss" in preds[0]:
+            metrics["loss"] = math.fsum(p["loss"] for p in preds) / len(preds)  # exactly rounded: any order
         metrics = broadcast_from_zero(metrics, world)
         self.last_metrics = metrics
         for name, value in metrics.items():

@@ -9,9 +9,10 @@ Both losses follow ``lib/core/criterion.py`` of HRNet-Semantic-Segmentation (the
   output, ``[0.4, 1]`` for OCR). With :class:`OhemCrossEntropy` only the *last* output uses OHEM, the
   others plain (class-weighted) cross-entropy, as the official ``OhemCrossEntropy.forward``.
 
-Deviations (explicit): a batch whose pixels are all ``ignore_index`` gives a zero loss that keeps
-the graph (the official code returns NaN for cross-entropy and raises for OHEM); logits are cast to
-float32 before the loss (AMP outputs).
+Deviations (explicit): under DDP the cross-entropy mean is over the valid pixels of the global batch
+(the official one is per GPU; OHEM still selects and averages per process, as the official); a batch
+whose pixels are all ``ignore_index`` gives a zero loss that keeps the graph (the official code returns
+NaN for cross-entropy and raises for OHEM); logits are cast to float32 before the loss (AMP outputs).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from collections.abc import Sequence
 from typing import Union
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..base import loss_precision
 
 __all__ = ["CITYSCAPES_CLASS_WEIGHTS", "CrossEntropy", "OhemCrossEntropy", "SegOutputs"]
 
@@ -36,11 +40,23 @@ SegOutputs = Union[Tensor, Sequence[Tensor]]
 
 
 def _resize_to(score: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
-    """(B, C, h, w) logits -> float32 (B, C, H, W); bilinear only when the sizes differ (as official)."""
-    score = score.float()
+    """(B, C, h, w) logits -> float32 or float64 (B, C, H, W); bilinear only when the sizes differ (as official)."""
+    score = loss_precision(score)
     if tuple(score.shape[-2:]) != tuple(size):
         score = F.interpolate(score, size=size, mode="bilinear", align_corners=align_corners)
     return score
+
+
+def _global_mean_denominator(local: Tensor) -> Tensor:
+    """``local`` (a count of valid pixels on this process) -> the mean count per process, summed over the
+    ranks of an initialised process group; ``local`` itself on one process. Dividing each rank's loss sum
+    by it makes DDP's gradient average equal the gradient of the global-batch mean (the official code
+    divides by each GPU's own count, which differs when ignored pixels are spread unevenly)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local
+    total = local.detach().clone()
+    dist.all_reduce(total)
+    return total / dist.get_world_size()
 
 
 class _SegLoss(nn.Module):
@@ -72,7 +88,9 @@ class _SegLoss(nn.Module):
     def _ce(self, score: Tensor, target: Tensor) -> Tensor:
         """``nn.CrossEntropyLoss(weight, ignore_index)`` mean: ``sum(w_y * nll) / sum(w_y)`` over valid pixels.
 
-        Written as that ratio (no host sync); with no valid pixel it is ``0 / tiny = 0``, not NaN.
+        Written as that ratio (no host sync); with no valid pixel it is ``0 / tiny = 0``, not NaN. Under
+        data parallelism the denominator is the global batch's (:func:`_global_mean_denominator`), so the
+        gradient DDP averages is the one a single process gets on the whole batch.
         """
         score = _resize_to(score, tuple(target.shape[-2:]), self.align_corners)
         valid = target != self.ignore_index
@@ -81,7 +99,7 @@ class _SegLoss(nn.Module):
         else:
             safe = torch.where(valid, target, torch.zeros_like(target))
             denom = (self.weight.to(score.dtype)[safe] * valid).sum()
-        return self._pixel_ce(score, target).sum() / denom.clamp(min=1e-12)
+        return self._pixel_ce(score, target).sum() / _global_mean_denominator(denom).clamp(min=1e-12)
 
     def _check(self, outputs: SegOutputs, target: Tensor) -> list[Tensor]:
         outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)

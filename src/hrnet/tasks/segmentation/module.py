@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ...models import OCRHead
-from ..base import EvaluationHooks, build_task_model
+from ..base import EvaluationHooks, build_task_model, loss_precision
 from .datasets import (
     CITYSCAPES_CLASSES,
 )
@@ -117,7 +117,7 @@ class Segmentation(EvaluationHooks, L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         outputs = self(batch["image"])
-        outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
+        outputs = [loss_precision(o) for o in outputs] if isinstance(outputs, list) else loss_precision(outputs)
         loss = self.criterion(outputs, batch["mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return self._checked_loss(loss, batch_idx)
