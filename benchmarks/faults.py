@@ -59,6 +59,9 @@ def image_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
     Image.fromarray(rgb[..., 0], "L").save(root / "grey.png")
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 9, np.uint8)]), "RGBA").save(root / "rgba.png")
     Image.fromarray(rgb[..., 0] % 4, "P").save(root / "palette.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    Image.fromarray(rgb).save(root / "exif_rotated.jpg", exif=exif.tobytes())
     cv2.imwrite(str(root / "deep.png"), rgb.astype(np.uint16) * 257)
     (root / "text.jpg").write_text("not an image")
 
@@ -66,7 +69,8 @@ def image_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
         return lambda: f"{read_image(str(root / name)).shape} uint8 RGB"
 
     return [(f"image: {name}", shape(name)) for name in
-            ("missing.jpg", "cut.jpg", "cut.png", "text.jpg", "grey.png", "rgba.png", "palette.png", "deep.png")]
+            ("missing.jpg", "cut.jpg", "cut.png", "text.jpg", "grey.png", "rgba.png", "palette.png", "deep.png",
+             "exif_rotated.jpg")]
 
 
 def coco_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
@@ -99,6 +103,10 @@ def coco_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
         ("COCO: no `annotations`", variant("no_annotations_key", drop("annotations"))),
         ("COCO: no `categories`", variant("no_categories", drop("categories"))),
         ("COCO: `bbox` a string", variant("bbox_string", first_ann(bbox="10 10 20 20"))),
+        ("COCO: an image `id` a string", variant("id_string", lambda d: d["images"][0].update(id="one"))),
+        ("COCO: an image `width` a string", variant("width_string", lambda d: d["images"][0].update(width="wide"))),
+        ("COCO: `file_name` a number", variant("file_number", lambda d: d["images"][0].update(file_name=5))),
+        ("COCO: `iscrowd` a string", variant("crowd_string", first_ann(iscrowd="no"))),
         ("COCO: 16 keypoints instead of 17", variant("short_kpts", first_ann(keypoints=[1, 1, 2] * 16))),
         ("COCO: box outside the image", variant("box_outside", first_ann(bbox=[500, 500, 20, 20]))),
         ("COCO: box of zero area", variant("box_zero", first_ann(bbox=[10, 10, 0, 0]))),

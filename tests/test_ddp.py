@@ -12,9 +12,18 @@ the batch-norm statistics and the loss normalisation, which are what DDP could g
 from __future__ import annotations
 
 import pytest
-
-from fit_runs import (csv_logger, logged_metrics, pose_config, pose_data, relative_difference, run_hrnet,
-                      seg_config, seg_data, weights, write_config)
+from fit_runs import (
+    csv_logger,
+    logged_metrics,
+    pose_config,
+    pose_data,
+    relative_difference,
+    run_hrnet,
+    seg_config,
+    seg_data,
+    weights,
+    write_config,
+)
 
 # data, config, the headline metric, and the predictions file a validation run writes into model.results_dir
 TASKS = {"pose": (pose_data, pose_config, "val/AP", "keypoints_val_results.json"),

@@ -24,6 +24,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 # Lightning's CLI adds these itself (``--optimizer.X`` / ``--lr_scheduler.X`` take any class argument).
 LIGHTNING_OWN_FLAGS = {"--config", "--print_config", "--ckpt_path", "--seed_everything", "--optimizer",
                        "--lr_scheduler", "-h", "--help", "--trainer", "--model", "--data"}
+# What hrnet.tasks.lightning_cli.TaskCLI adds to Lightning's (test_task_cli_flags_exist checks them).
+TASK_CLI_FLAGS = {"--checkpoint_every_n_steps"}
 
 FENCE = re.compile(r"^ {0,3}(```|~~~)")
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -165,7 +167,7 @@ def flag_problems(doc: Path, root: Path = ROOT) -> list[str]:
             flag = flag.split("=", 1)[0].rstrip(".")
             if sub in LIGHTNING_COMMANDS:
                 group, _, key = flag[2:].partition(".")
-                if flag in LIGHTNING_OWN_FLAGS or group in ("optimizer", "lr_scheduler"):
+                if flag in LIGHTNING_OWN_FLAGS | TASK_CLI_FLAGS or group in ("optimizer", "lr_scheduler"):
                     continue
                 if group in lightning and key.split(".")[0] in lightning[group]:
                     continue
@@ -224,3 +226,12 @@ def test_github_slugs() -> None:
     assert github_slug("Quality on trained models") == "quality-on-trained-models"
     assert github_slug("Fast inference: `prepare()`, bf16") == "fast-inference-prepare-bf16"
     assert github_slug("Top-down pose (HRNetV1)") == "top-down-pose-hrnetv1"
+
+
+def test_task_cli_flags_exist(capsys) -> None:
+    from hrnet.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    shown = capsys.readouterr().out
+    assert all(flag in shown for flag in TASK_CLI_FLAGS), shown[-2000:]

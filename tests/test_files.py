@@ -62,3 +62,19 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "text.jpg").write_text("not an image")
     with pytest.raises(ValueError, match="text.jpg unreadable"):
         read_image(str(tmp_path / "text.jpg"))
+
+
+def test_exif_orientation_is_ignored_as_by_the_official_loaders(tmp_path: Path) -> None:
+    """A JPEG tagged "rotate 90" (EXIF orientation 6) is read in its stored pixel frame, the frame COCO and MPII
+    annotations are in (the official loaders pass ``cv2.IMREAD_IGNORE_ORIENTATION``); PIL's ``exif_transpose``
+    would turn it."""
+    from PIL import ImageOps
+
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :10] = 255  # a white band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    image = read_image(str(tmp_path / "phone.jpg"))
+    assert image.shape == (20, 40, 3) and image[:, :10].mean() > 200 and image[:, 20:].mean() < 50
+    assert np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "phone.jpg"))).shape == (40, 20, 3)

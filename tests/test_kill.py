@@ -13,9 +13,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from fit_runs import (csv_logger, environment, hrnet_command, logged_metrics, pose_config, pose_data,
-                      relative_difference, run_hrnet, weights, write_config)
+from fit_runs import (
+    csv_logger,
+    environment,
+    hrnet_command,
+    logged_metrics,
+    pose_config,
+    pose_data,
+    relative_difference,
+    run_hrnet,
+    weights,
+    write_config,
+)
 
 STEPS_PER_EPOCH = 7  # the 14 people of 12 generated images, at batch 2
 EVERY_STEP = ("--checkpoint_every_n_steps", "1")

@@ -394,3 +394,22 @@ def test_heatmap_codec_plugs_in_as_sample_transform(tmp_path):
         y, x = np.unravel_index(int(s["target"][j].argmax()), (64, 48))
         jx, jy = s["joints"][j].tolist()
         assert (x, y) == (int(jx / 4 + 0.5), int(jy / 4 + 0.5))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["images"][0].update(id="one"), r"images\[0\] id 'one' is not an integer"),
+    (lambda d: d["images"][0].update(file_name=5), r"image id 1 file_name 5 is not a string"),
+    (lambda d: d["images"][0].update(width="wide"), r"image id 1 width/height 'wide', 240 are not positive numbers"),
+    (lambda d: d["images"][0].update(height=0), r"image id 1 width/height 320, 0 are not positive numbers"),
+    (lambda d: d["images"].__setitem__(1, [2]), r"images\[1\] is not an object"),
+    (lambda d: d["annotations"][0].update(iscrowd="no"), r"annotation id 10 iscrowd 'no' is not 0 or 1"),
+    (lambda d: d["annotations"][0].update(keypoints={"nose": [1, 2, 2]}), r"annotation id 10 keypoints is not a list"),
+])
+def test_wrong_types_inside_coco_records_name_the_record(tmp_path, change, message) -> None:
+    """Types checked field by field: a record of the wrong shape is named, never a TypeError from deep inside."""
+    ann_file, img_dir = _write_coco(tmp_path)
+    data = json.loads(ann_file.read_text())
+    change(data)
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=rf"person_keypoints.json: {message}"):
+        CocoKeypoints(ann_file=ann_file, img_dir=img_dir, train=False)

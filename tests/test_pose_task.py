@@ -226,6 +226,11 @@ def test_shipped_configs_instantiate(config: Path) -> None:
     assert cli.model.hparams.model == raw["model"]["model"]
     assert tuple(cli.datamodule.hparams.input_size) == tuple(raw["model"]["input_size"])
     assert cli.model.keypoints.num_joints == {"coco": 17, "mpii": 16}[raw["model"]["keypoints"]]
+    # checkpoint_every_n_steps: one more ModelCheckpoint, saving last.ckpt into the config's checkpoint folder
+    checkpoints = [c for c in cli.trainer.callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)]
+    steps = [c for c in checkpoints if c._every_n_train_steps]
+    assert [c._every_n_train_steps for c in steps] == [raw["checkpoint_every_n_steps"]] == [1000]
+    assert steps[0].save_last and steps[0].dirpath == checkpoints[0].dirpath
 
 
 def test_pretrained_backbone_from_classification_checkpoint(tmp_path) -> None:

@@ -103,11 +103,12 @@ def test_lightning_cli_routes_segmentation_configs(scenes, tmp_path) -> None:
 
 @pytest.mark.parametrize("config", sorted(Path("configs/segmentation").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_instantiate(config: Path) -> None:
-    from lightning.pytorch.cli import LightningCLI
+    from hrnet.tasks.lightning_cli import TaskCLI
+    from hrnet.tasks.registry import TASKS
 
-    cli = LightningCLI(Segmentation, SegDataModule, run=False,
-                       args=["--config", str(config), "--model.pretrained", "null", "--trainer.devices", "1",
-                             "--trainer.sync_batchnorm", "false"])
+    cli = TaskCLI(TASKS["segmentation"], run=False,
+                  args=["--config", str(config), "--model.pretrained", "null", "--trainer.devices", "1",
+                        "--trainer.sync_batchnorm", "false"])
     raw = yaml.safe_load(config.read_text())
     assert cli.model.hparams.model == raw["model"]["model"]
     assert tuple(cli.datamodule.hparams.crop_size) == (512, 1024)

@@ -108,8 +108,8 @@ class LoaderHooks:
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def _loader_options(self) -> dict[str, Any]:
-        return dict(num_workers=self.hparams.num_workers, collate_fn=collate, persistent_workers=False,
-                    pin_memory=torch.cuda.is_available())
+        return {"num_workers": self.hparams.num_workers, "collate_fn": collate, "persistent_workers": False,
+                "pin_memory": torch.cuda.is_available()}
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self._ranks()

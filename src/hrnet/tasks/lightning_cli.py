@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -22,8 +22,8 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.layer_sync import LayerSync
 
 from .checkpoints import AtomicCheckpointIO
-from .sync_batchnorm import SyncBatchNormPlugin
 from .registry import Task, task_of
+from .sync_batchnorm import SyncBatchNormPlugin
 
 
 class TaskCLI(LightningCLI):
@@ -35,10 +35,10 @@ class TaskCLI(LightningCLI):
         module, datamodule = task.lightning()
         super().__init__(module, datamodule, **kwargs)
 
-    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse parser
+    def add_arguments_to_parser(self, parser) -> None:
         for key in self.task.linked:
             parser.link_arguments(f"model.{key}", f"data.{key}")
-        parser.add_argument("--checkpoint_every_n_steps", type=Optional[int], default=None,
+        parser.add_argument("--checkpoint_every_n_steps", type=int | None, default=None,
                             help="also save last.ckpt every N optimizer steps (beside the config's checkpoints), "
                                  "so a killed run resumes mid-epoch with --ckpt_path last")
 
@@ -70,7 +70,7 @@ class TaskCLI(LightningCLI):
         if config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
             plugins = [*plugins, SyncBatchNormPlugin()]
         config["plugins"] = plugins
-        every = self.config_init[self.subcommand].get("checkpoint_every_n_steps") if self.subcommand else None
+        every = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("checkpoint_every_n_steps")
         if every:
             folders = [c.dirpath for c in config.get("callbacks") or [] if isinstance(c, ModelCheckpoint)]
             steps = ModelCheckpoint(dirpath=folders[0] if folders else None, save_last=True, save_top_k=0,

@@ -105,11 +105,19 @@ class CocoKeypoints(TopDownDataset):
                              f"got {type(data).__name__}")
         if "images" not in data or not isinstance(data["images"], list):
             raise ValueError(f"{where}: missing 'images' list")
-        for img in data["images"]:
+        for i, img in enumerate(data["images"]):
+            if not isinstance(img, dict):
+                raise ValueError(f"{where}: images[{i}] is not an object")
             for key in ("id", "file_name", "width", "height"):
-                if not isinstance(img, dict) or key not in img:
-                    ident = img.get("id", "?") if isinstance(img, dict) else "?"
-                    raise ValueError(f"{where}: image id {ident} has no {key!r} field")
+                if key not in img:
+                    raise ValueError(f"{where}: image id {img.get('id', '?')} has no {key!r} field")
+            if not isinstance(img["id"], int) or isinstance(img["id"], bool):
+                raise ValueError(f"{where}: images[{i}] id {img['id']!r} is not an integer")
+            if not isinstance(img["file_name"], str):
+                raise ValueError(f"{where}: image id {img['id']} file_name {img['file_name']!r} is not a string")
+            if not is_number_list([img["width"], img["height"]], 2) or min(img["width"], img["height"]) <= 0:
+                raise ValueError(f"{where}: image id {img['id']} width/height {img['width']!r}, {img['height']!r} "
+                                 "are not positive numbers")
         if not gt_mode and "annotations" not in data:
             return
         if not isinstance(data.get("annotations"), list):
@@ -129,7 +137,9 @@ class CocoKeypoints(TopDownDataset):
             if not is_number_list(ann["bbox"], 4):
                 raise ValueError(f"{where}: annotation id {ident} bbox {ann['bbox']!r} is not [x, y, w, h]")
             ann.setdefault("iscrowd", 0)
-            if ann.get("iscrowd") or ann["category_id"] != person:
+            if ann["iscrowd"] not in (0, 1):
+                raise ValueError(f"{where}: annotation id {ident} iscrowd {ann['iscrowd']!r} is not 0 or 1")
+            if ann["iscrowd"] or ann["category_id"] != person:
                 continue
             if "keypoints" not in ann:
                 raise ValueError(f"{where}: annotation id {ident} (person) has no 'keypoints' field")

@@ -17,8 +17,18 @@ from ...files import write_atomic
 from ...keypoints.codec import HeatmapCodec, JointsMSELoss
 from ...keypoints.evaluation import coco_keypoint_eval, rescore_and_nms, to_coco_results
 from ...keypoints.sets import resolve_keypoints
-from ...keypoints.topdown import TopDownDataset, heatmaps_to_image_keypoints, predict_heatmaps
-from ..base import EvaluationHooks, broadcast_from_zero, build_task_model, gather_to_all, loss_precision
+from ...keypoints.topdown import (
+    TopDownDataset,
+    heatmaps_to_image_keypoints,
+    predict_heatmaps,
+)
+from ..base import (
+    EvaluationHooks,
+    broadcast_from_zero,
+    build_task_model,
+    gather_to_all,
+    loss_precision,
+)
 from .coco import CocoKeypoints
 from .mpii import MpiiKeypoints, headsize_from_boxes, pckh
 
