@@ -43,9 +43,10 @@ def _expected_shapes(name: str, h: int, w: int) -> list[tuple[int, ...]]:
     return [(1, outputs, _side(h, 4), _side(w, 4))]
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in list_models("detection")])
 def test_preset_forward_shapes(name: str) -> None:
-    """Every preset runs; large ones on the meta device (shapes only), small ones for real."""
+    """Every preset runs; large ones on the meta device (shapes only), small ones for real (detectors take
+    lists of images: tests/test_detection.py)."""
     h, w = SMALL, SMALL + 32
     device = "meta" if model_complexity(name).params > BIG else "cpu"
     with torch.device(device):
@@ -145,7 +146,7 @@ def test_v2p_neck_pyramid() -> None:
         levels = neck(backbone(torch.randn(1, 3, 128, 96)))
     assert list(levels) == ["0", "1", "2", "3", "4"]
     assert neck.out_channels == 256
-    assert [tuple(v.shape) for v in levels.values()] == [(1, 256, _side(128, r), _side(96, r)) for r in (4, 8, 16, 32, 64)]
+    assert [tuple(v.shape) for v in levels.values()] == [(1, 256, 32 // 2**i, 24 // 2**i) for i in range(5)]  # floor mode
 
 
 def test_gradient_checkpointing_is_exact() -> None:

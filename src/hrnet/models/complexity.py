@@ -10,7 +10,9 @@ are counted too, through a ``matmul_macs(inputs, output)`` method of the module 
 as fvcore does. The official summary counts convs only, so for HRNet-W48-OCR at 1024x2048 it
 reports 2.55 G (0.2%) fewer MACs than we do; pass ``matmuls=False`` for its number. Softmax,
 scaling, BN, pooling, upsampling and element-wise ops are never counted.
-Counting runs the model on the ``meta`` device: no memory, no compute, any input size.
+Counting runs the model on the ``meta`` device: no memory, no compute, any input size. For a detector the
+parameters are the whole model's and the MACs those of the backbone and neck (HRNetV2p): the RPN and RoI
+heads' work depends on the proposals.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def model_complexity(name: str, input_size: tuple[int, int] | None = None, **ove
     """Params and MACs of preset ``name`` (at its default input size unless given), computed on meta."""
     from .presets import create_model, get_preset
 
-    size = tuple(input_size or get_preset(name).input_size)
+    preset = get_preset(name)
+    size = tuple(input_size or preset.input_size)
     with torch.device("meta"):
         model = create_model(name, **overrides)
-    return Complexity(count_params(model), count_macs(model, size), size)  # type: ignore[arg-type]
+    counted = model.backbone if preset.detector else model  # a detector's heads depend on its proposals
+    return Complexity(count_params(model), count_macs(counted, size), size)  # type: ignore[arg-type]

@@ -163,11 +163,15 @@ class HigherHead(nn.Module):
 
 
 class V2pNeck(nn.Module):
-    """HRNetV2p: HRNetV2 concat -> 1x1 conv to ``out_channels`` -> average pooling by 2**l for
-    l = 0..num_levels-1 -> a 3x3 conv per level. Pooling rounds up (``ceil_mode``), so level l
-    has ``ceil(H / 2**(l+2))`` rows for any input size, like the backbone's strided convs. Returns an ``OrderedDict`` ``{"0": stride 4, ...}``
-    and exposes ``out_channels``, so it plugs into torchvision's detection models as a backbone
-    body's FPN replacement.
+    """HRNetV2p, the official ``HRFPN`` (mmdetection ``necks/hrfpn.py``): the HRNetV2 concat (every branch
+    bilinearly upsampled to branch 0, ``align_corners=False``) -> a 1x1 conv with bias to ``out_channels``
+    (no BN, no activation) -> average pooling with kernel = stride = 2**l in floor mode for l = 0..4 -> an
+    unshared 3x3 conv with bias per level. Returns ``OrderedDict`` ``{"0": stride 4, ..., "4": stride 64}`` and
+    exposes ``out_channels``: torchvision's backbone contract.
+
+    Any input size works: the upsampling goes to branch 0's size (the official ``scale_factor=2**i`` is the
+    same wherever its sizes match), and a level whose map is smaller than its kernel pools what there is into
+    one cell (floor mode would give an empty map there, the "output size is too small" of the official code).
     """
 
     def __init__(
@@ -184,9 +188,13 @@ class V2pNeck(nn.Module):
         self.reduction_conv = nn.Conv2d(sum(in_channels), out_channels, 1)
         self.fpn_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in range(num_levels))
 
+    @staticmethod
+    def pool(y: Tensor, level: int) -> Tensor:
+        """(B, C, H, W) -> (B, C, max(H // 2**level, 1), max(W // 2**level, 1)) by average pooling."""
+        k = 2**level
+        return F.avg_pool2d(y, kernel_size=k, stride=k, ceil_mode=min(y.shape[-2:]) < k)
+
     def forward(self, xs: list[Tensor]) -> "OrderedDict[str, Tensor]":
         y = self.reduction_conv(concat_upsampled(xs, self.align_corners))
-        levels = [y] + [
-            F.avg_pool2d(y, kernel_size=2**lvl, stride=2**lvl, ceil_mode=True) for lvl in range(1, self.num_levels)
-        ]
+        levels = [y] + [self.pool(y, lvl) for lvl in range(1, self.num_levels)]
         return OrderedDict((str(lvl), conv(x)) for lvl, (conv, x) in enumerate(zip(self.fpn_convs, levels)))

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .convert import CheckpointError, read_checkpoint, to_ours
+from .detection import DETECTORS, build_detector
 from .heads import ClassificationHead, HigherHead, PoseHead, V2Head
 from .hrnet import HRNet, HRNetBackbone
 from .ocr import OCRHead
@@ -35,7 +36,7 @@ W18_SMALL_V1: dict[str, Any] = {"modules": (1, 1, 1, 1), "blocks": (1, 2, 2, 2),
 W18_SMALL_V2: dict[str, Any] = {"modules": (1, 1, 3, 2), "blocks": (2, 2, 2, 2)}
 
 
-MODEL_TASKS = ("classification", "pose", "bottomup", "segmentation", "face")
+MODEL_TASKS = ("classification", "pose", "bottomup", "segmentation", "detection", "face")
 """What each preset's network is for (``Preset.task``), in zoo order; the tasks with a pipeline are
 ``hrnet.tasks.registry.TASKS``."""
 
@@ -55,11 +56,13 @@ class Preset:
     family: str = "cls"
     source: str = ""
     outputs: tuple[str, ...] = ("output",)
+    detector: str | None = None
 
     def head_args(self) -> list[str]:
-        """The keyword arguments ``create_model`` accepts for this preset's head."""
-        params = inspect.signature(self.head).parameters
-        return [p for p in params if p not in ("in_channels", "spec")]
+        """The keyword arguments ``create_model`` accepts for this preset's head (a detector's: its builder's)."""
+        params = inspect.signature(build_detector if self.detector else self.head).parameters
+        return [p for p, v in params.items() if p not in ("in_channels", "spec", "kind", "body")
+                and v.kind is not inspect.Parameter.VAR_KEYWORD]
 
 
 def _cls_head(in_channels: list[int], spec: HRNetSpec, num_classes: int = 1000) -> nn.Module:
@@ -90,6 +93,10 @@ def _face_head(in_channels: list[int], spec: HRNetSpec, num_landmarks: int = 98)
 
 def _higher_head(in_channels: list[int], spec: HRNetSpec, num_joints: int = 17) -> nn.Module:
     return HigherHead(in_channels, num_joints, deconv_channels=in_channels[0], bn_momentum=spec.bn_momentum)
+
+
+def _detector_has_no_head(in_channels: list[int], spec: HRNetSpec) -> nn.Module:
+    raise TypeError("a detection preset is built by hrnet.models.detection.build_detector, not as backbone + head")
 
 
 def _presets() -> dict[str, Preset]:
@@ -132,6 +139,13 @@ def _presets() -> dict[str, Preset]:
     presets.append(Preset("seg_hrnet_w48_ocr", "segmentation", ocr_spec, _seg_ocr_head, {"num_classes": 19},
                           (1024, 2048), init="normal_backbone", family="seg",
                           source="HRNet-Semantic-Segmentation (OCR)", outputs=("aux", "logits")))
+    # HRNetV2p detectors (mmdetection configs/hrnet): ImageNet-initialised bodies, so the classification fusion.
+    for kind in DETECTORS:
+        for width in (18, 32, 40, 48):
+            outputs = ("boxes", "labels", "scores", "masks") if "mask" in kind else ("boxes", "labels", "scores")
+            presets.append(Preset(f"{kind}_hrnetv2p_w{width}", "detection", derive_spec(width, **NEAREST),
+                                  _detector_has_no_head, {"num_classes": 81}, (800, 1333), init="kaiming_body",
+                                  family="det", source="mmdetection (HRNet configs)", outputs=outputs, detector=kind))
     face_spec = derive_spec(18, **BILINEAR, bn_momentum=0.01)
     presets.append(Preset("face_hrnet_w18", "face", face_spec, _face_head, {"num_landmarks": 98},
                           (256, 256), family="face", source="HRNet-Facial-Landmark-Detection"))
@@ -156,9 +170,12 @@ def init_weights(model: nn.Module, scheme: str) -> None:
     """Official initialisation: ``"normal"`` (pose, seg, face: conv weights N(0, 0.001), conv
     biases 0) or ``"kaiming"`` (classification: He normal, fan_out); BN weight 1, bias 0.
     ``"normal_backbone"`` (HRNet-OCR) is ``"normal"`` on the backbone only; the head keeps
-    PyTorch's default initialisation, as the official OCR code leaves it."""
+    PyTorch's default initialisation, as the official OCR code leaves it. ``"kaiming_body"`` (detectors) is
+    ``"kaiming"`` on the HRNet body only."""
     if scheme == "normal_backbone":
         model, scheme = getattr(model, "backbone", model), "normal"
+    if scheme == "kaiming_body":  # a detector: torchvision's heads and the neck initialise themselves
+        model, scheme = model.backbone.body, "kaiming"
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             if scheme == "kaiming":
@@ -199,8 +216,11 @@ def create_model(
             raise TypeError(f"create_model({name!r}): unknown argument(s) {sorted(unknown)}; "
                             f"this preset accepts {preset.head_args()}")
         backbone = HRNetBackbone(preset.spec, in_channels)
-        head = preset.head(backbone.out_channels, preset.spec, **{**preset.head_defaults, **overrides})
-        model = HRNet(backbone, head)
+        args = {**preset.head_defaults, **overrides}
+        if preset.detector:
+            model = build_detector(preset.detector, backbone, preset.spec, **args)
+        else:
+            model = HRNet(backbone, preset.head(backbone.out_channels, preset.spec, **args))
     if next(model.parameters()).device.type != "meta":  # meta models (counting, guessing) hold no values
         init_weights(model, preset.init)
     model.preset = preset.name  # type: ignore[assignment]

@@ -97,18 +97,19 @@ class LoaderHooks:
     ``hparams.seed`` (last partial batch dropped; a :class:`ResumableLoader`, so mid-epoch checkpoints resume
     exactly), ``val_set`` and ``test_set`` (the validation set when there is no test set) sharded over the
     ranks without repeats, batched by ``hparams.batch_size`` and ``hparams.eval_batch_size`` (default:
-    ``batch_size``) per process, with :func:`collate`."""
+    ``batch_size``) per process, with ``collate_fn`` (:func:`collate` unless the DataModule sets its own)."""
 
     train_set: Dataset | None = None
     val_set: Dataset | None = None
     test_set: Dataset | None = None
+    collate_fn = staticmethod(collate)
 
     def _ranks(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def _loader_options(self) -> dict[str, Any]:
-        return {"num_workers": self.hparams.num_workers, "collate_fn": collate, "persistent_workers": False,
+        return {"num_workers": self.hparams.num_workers, "collate_fn": self.collate_fn, "persistent_workers": False,
                 "pin_memory": torch.cuda.is_available()}
 
     def train_dataloader(self) -> DataLoader:
@@ -144,6 +145,28 @@ def broadcast_from_zero(value: Any, world_size: int) -> Any:
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def check_coco_images(data: Any, where: str) -> set[int]:
+    """The image ids of a COCO-format ``data`` (keypoints or instances), after checking its ``images`` records
+    field by field (integer ``id``, string ``file_name``, positive ``width``/``height``); a wrong record is a
+    one-line error naming ``where`` and the record."""
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ValueError(f"{where}: missing 'images' list")
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict):
+            raise ValueError(f"{where}: images[{i}] is not an object")
+        for key in ("id", "file_name", "width", "height"):
+            if key not in img:
+                raise ValueError(f"{where}: image id {img.get('id', '?')} has no {key!r} field")
+        if not isinstance(img["id"], int) or isinstance(img["id"], bool):
+            raise ValueError(f"{where}: images[{i}] id {img['id']!r} is not an integer")
+        if not isinstance(img["file_name"], str):
+            raise ValueError(f"{where}: image id {img['id']} file_name {img['file_name']!r} is not a string")
+        if not is_number_list([img["width"], img["height"]], 2) or min(img["width"], img["height"]) <= 0:
+            raise ValueError(f"{where}: image id {img['id']} width/height {img['width']!r}, {img['height']!r} "
+                             "are not positive numbers")
+    return {img["id"] for img in data["images"]}
 
 
 def read_hparams(path: str | Path) -> dict[str, Any]:

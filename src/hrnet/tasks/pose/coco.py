@@ -15,7 +15,7 @@ from ...files import is_number_list, read_json
 from ...keypoints.geometry import TopDownAugment, box_to_center_scale, sanitize_box
 from ...keypoints.sets import COCO_KEYPOINTS, KeypointSpec
 from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset
-from ..base import read_detections
+from ..base import check_coco_images, read_detections
 
 
 class CocoKeypoints(TopDownDataset):
@@ -103,26 +103,11 @@ class CocoKeypoints(TopDownDataset):
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected a JSON object with 'images' and 'annotations', "
                              f"got {type(data).__name__}")
-        if "images" not in data or not isinstance(data["images"], list):
-            raise ValueError(f"{where}: missing 'images' list")
-        for i, img in enumerate(data["images"]):
-            if not isinstance(img, dict):
-                raise ValueError(f"{where}: images[{i}] is not an object")
-            for key in ("id", "file_name", "width", "height"):
-                if key not in img:
-                    raise ValueError(f"{where}: image id {img.get('id', '?')} has no {key!r} field")
-            if not isinstance(img["id"], int) or isinstance(img["id"], bool):
-                raise ValueError(f"{where}: images[{i}] id {img['id']!r} is not an integer")
-            if not isinstance(img["file_name"], str):
-                raise ValueError(f"{where}: image id {img['id']} file_name {img['file_name']!r} is not a string")
-            if not is_number_list([img["width"], img["height"]], 2) or min(img["width"], img["height"]) <= 0:
-                raise ValueError(f"{where}: image id {img['id']} width/height {img['width']!r}, {img['height']!r} "
-                                 "are not positive numbers")
+        image_ids = check_coco_images(data, where)
         if not gt_mode and "annotations" not in data:
             return
         if not isinstance(data.get("annotations"), list):
             raise ValueError(f"{where}: missing 'annotations' list")
-        image_ids = {img["id"] for img in data["images"]}
         person = self._person_category(data)
         expected = 3 * spec.num_joints
         for i, ann in enumerate(data["annotations"]):
