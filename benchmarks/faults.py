@@ -25,7 +25,9 @@ from PIL import Image
 import hrnet
 from hrnet.cli import main
 from hrnet.files import read_image
+from hrnet.synthetic.objects import make_synthetic_coco_instances
 from hrnet.synthetic.people import make_synthetic_coco_keypoints
+from hrnet.tasks.detection.data import CocoInstances
 from hrnet.tasks.pose.coco import CocoKeypoints
 from hrnet.tasks.segmentation.datasets import FolderSegmentation
 
@@ -118,6 +120,40 @@ def coco_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
     return [*cases, ("COCO: an image file missing (read at sample time)", missing)]
 
 
+def detection_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
+    """COCO instances (the detection reader): degenerate boxes are counted skips, bad records named."""
+    ann = make_synthetic_coco_instances(root / "instances", split="val", num_images=3, image_size=(64, 80), seed=0)
+    good = json.loads(ann.read_text())
+
+    def variant(name: str, change: Callable[[dict], Any]) -> Callable[[], str]:
+        data = json.loads(json.dumps(good))
+        change(data)
+        path = root / "instances" / f"{name}.json"
+        path.write_text(json.dumps(data))
+
+        def read() -> str:
+            ds = CocoInstances(path, root / "instances" / "val", train=True)
+            skips = ", ".join(f"{n} {why}" for why, n in ds.skipped.items()) or "none"
+            return f"{len(ds)} images; skipped: {skips}"
+        return read
+
+    def first(**fields: Any) -> Callable[[dict], None]:
+        return lambda d: d["annotations"][0].update(fields)
+
+    gone = json.loads(json.dumps(good))
+    gone["images"][0]["file_name"] = "gone.jpg"
+    (root / "instances" / "missing_image.json").write_text(json.dumps(gone))
+    missing = lambda: CocoInstances(root / "instances" / "missing_image.json", root / "instances" / "val",  # noqa: E731
+                                    train=False)[0]
+    return [
+        ("instances: a box of zero width", variant("zero_box", first(bbox=[5.0, 5.0, 0.0, 9.0]))),
+        ("instances: a box outside the image", variant("outside", first(bbox=[500.0, 500.0, 9.0, 9.0]))),
+        ("instances: a polygon of 2 points", variant("short_polygon", first(segmentation=[[1, 1, 5, 5]]))),
+        ("instances: an unknown category id", variant("unknown_category", first(category_id=77))),
+        ("instances: an image file missing (read at sample time)", missing),
+    ]
+
+
 def segmentation_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
     cases = []
     for i, (name, mask) in enumerate((("mask of another size", np.zeros((16, 48), np.uint8)),
@@ -162,7 +198,8 @@ def run() -> list[tuple[str, str]]:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        cases = image_cases(root) + coco_cases(root) + segmentation_cases(root) + checkpoint_cases(root)
+        cases = image_cases(root) + coco_cases(root) + detection_cases(root) + segmentation_cases(root) + \
+            checkpoint_cases(root)
         (root / "predict_in").mkdir()
         for name in ("photo.jpg", "cut.jpg"):
             (root / "predict_in" / name).write_bytes((root / name).read_bytes())

@@ -63,7 +63,7 @@ def test_detector_presets_follow_torchvision_and_the_official_size() -> None:
     official HRNet detection README (they count in 2**20)."""
     names = list_models("detection")
     assert {f"{k}_hrnetv2p_w{w}" for k in ("fasterrcnn", "maskrcnn", "fcos", "cascade_rcnn", "cascade_maskrcnn")
-            for w in (18, 32, 40, 48)} == set(names)
+            for w in ("18_small", 18, 32, 40, 48)} == set(names)
     with torch.device("meta"):
         model = create_model("fasterrcnn_hrnetv2p_w18")
     params = sum(p.numel() for p in model.parameters())
@@ -197,5 +197,82 @@ def test_training_flip_moves_boxes_and_masks_together(shapes) -> None:
     flipped = next(i for i in range(len(ds)) if ds.rng_for(i).random() < 0.5)
     sample = ds[flipped]
     box = sample["target"]["boxes"][0]
-    ys, xs = np.nonzero(sample["target"]["masks"][0].numpy())
+    _, xs = np.nonzero(sample["target"]["masks"][0].numpy())
     assert abs(xs.min() - float(box[0])) <= 1.5 and abs(xs.max() + 1 - float(box[2])) <= 1.5
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "configs/detection").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_shipped_configs_instantiate(config: Path) -> None:
+    """Each COCO config builds its detector through ``hrnet fit``'s CLI with the paper's recipe."""
+    import yaml
+
+    from hrnet.tasks.lightning_cli import TaskCLI
+    from hrnet.tasks.registry import TASKS
+
+    cli = TaskCLI(TASKS["detection"], run=False, args=["--config", str(config), "--model.pretrained", "null",
+                                                       "--trainer.devices", "1", "--trainer.strategy", "auto"])
+    raw = yaml.safe_load(config.read_text())
+    assert cli.model.hparams.model == raw["model"]["model"] and cli.model.hparams.lr == 0.02
+    assert cli.datamodule.hparams.masks == ("mask" in raw["model"]["model"])
+    assert cli.trainer.max_epochs == {"1x": 12, "2x": 24, "20e": 20}[config.stem.split("_")[-2]]
+
+
+def test_our_detector_finds_the_people_for_top_down_pose(tmp_path) -> None:
+    """``hrnet predict --model pose_... --detector fasterrcnn_hrnetv2p_... --detector-weights CKPT``: the person
+    boxes come from our detector's checkpoint (rigged here to always see one person), then pose runs on them."""
+    import lightning as L
+
+    from hrnet.cli import main
+    from hrnet.tasks.detection.module import Detection
+
+    task = Detection(model="fasterrcnn_hrnetv2p_w18_small", num_classes=81, min_size=96, max_size=128)
+    predictor = task.model.roi_heads.box_predictor
+    with torch.no_grad():  # every RoI: "person" (label 1) with certainty, no box regression
+        predictor.cls_score.weight.zero_()
+        predictor.cls_score.bias.fill_(-20.0)
+        predictor.cls_score.bias[1] = 20.0
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+    trainer = L.Trainer(max_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "det.ckpt")
+    torch.save(create_model("pose_hrnet_w18_small").state_dict(), tmp_path / "pose.pth")
+    images = tmp_path / "images"
+    images.mkdir()
+    import cv2
+
+    cv2.imwrite(str(images / "a.jpg"), np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    assert main(["predict", str(images), "--model", "pose_hrnet_w18_small", "--weights", str(tmp_path / "pose.pth"),
+                 "--detector", "fasterrcnn_hrnetv2p_w18_small", "--detector-weights", str(tmp_path / "det.ckpt"),
+                 "--out", str(tmp_path / "out")]) == 0
+    persons = json.loads((tmp_path / "out" / "keypoints.json").read_text())["images"][0]["persons"]
+    assert len(persons) > 1  # the detector's boxes (without a detector the whole image is the one person)
+    assert all(len(p["keypoints"]) == 17 * 3 and p["box"] != [0, 0, 128, 96] for p in persons)
+
+
+def test_an_mmdetection_file_loads_through_create_model_and_hrnet_convert(tmp_path) -> None:
+    """A file in mmdetection's published layout (``meta`` + ``state_dict`` with mmdet keys) loads strictly by
+    ``create_model(..., weights=)``; ``hrnet convert --to mmdet`` writes the same keys back."""
+    from hrnet.cli import main
+    from hrnet.models.mmdet import to_mmdet
+
+    torch.manual_seed(0)
+    source = create_model("maskrcnn_hrnetv2p_w18_small")
+    with torch.no_grad():  # what mmdetection has no place for: background box deltas and mask logits
+        for tensor in (source.roi_heads.box_predictor.bbox_pred.weight, source.roi_heads.box_predictor.bbox_pred.bias):
+            tensor[:4] = 0
+        for tensor in (source.roi_heads.mask_predictor.mask_fcn_logits.weight,
+                       source.roi_heads.mask_predictor.mask_fcn_logits.bias):
+            tensor[:1] = 0
+    mmdet = to_mmdet(source.state_dict())
+    assert "roi_head.bbox_head.fc_cls.weight" in mmdet and "neck.reduction_conv.conv.weight" in mmdet
+    torch.save({"meta": {"mmdet_version": "3.3.0"}, "state_dict": mmdet}, tmp_path / "mmdet.pth")
+    loaded = create_model("maskrcnn_hrnetv2p_w18_small", weights=tmp_path / "mmdet.pth")
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert main(["convert", str(tmp_path / "mmdet.pth"), str(tmp_path / "ours.pt")]) == 0
+    assert main(["convert", str(tmp_path / "ours.pt"), str(tmp_path / "back.pth"), "--to", "mmdet"]) == 0
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert back.keys() == mmdet.keys() and all(torch.equal(back[k], mmdet[k]) for k in mmdet)

@@ -72,7 +72,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         family = args.family or (PRESETS[guess].family if guess else None)
         if family is None:
             raise CheckpointError("cannot tell the checkpoint family; pass --family cls|pose|seg|face|higher")
+        if family == "det":
+            raise CheckpointError("detectors have no official HRNet layout; use --to mmdet")
         out: dict[str, torch.Tensor] = to_official(ours, family)
+    elif args.to == "mmdet":
+        from .models.mmdet import to_mmdet
+
+        out = to_mmdet(ours)
     else:
         out = ours
     Path(args.dst).parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a checkpoint between the official/timm layout and ours")
     p.add_argument("src", help="checkpoint file (.pth/.pt/.pth.tar/.ckpt/.safetensors)")
     p.add_argument("dst", help="output file (torch.save)")
-    p.add_argument("--to", choices=["ours", "official"], default="ours")
+    p.add_argument("--to", choices=["ours", "official", "mmdet"], default="ours",
+                   help="layout to write (mmdet: an HRNetV2p detector in mmdetection's keys)")
     p.add_argument("--family", choices=sorted({p.family for p in PRESETS.values()}),
                    help="official layout to write (default: that of the closest preset)")
     p.set_defaults(func=cmd_convert)
@@ -231,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="checkpoint (ours, Lightning .ckpt, or official), or an exported "
                    ".onnx / .xml file")
     p.add_argument("--model", help="preset name (read from our checkpoints when omitted); picks the task")
+    p.add_argument("--num-classes", type=int, help="classes of a checkpoint that does not store them (segmentation: "
+                   "default 19; detection: background included, default 81)")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="bf16: BN folded, channels-last, bf16 autocast where the CPU/GPU has native bf16; int8 (CPU, "
                    "needs torchao, always compiled): calibrated on the first --calibration-batches inputs (see README)")

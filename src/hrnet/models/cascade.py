@@ -301,25 +301,32 @@ class CascadeRoIHeads(RoIHeads):
         return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}
 
 
-def cascade_roi_heads(roi_heads: RoIHeads, out_channels: int, num_classes: int) -> CascadeRoIHeads:
+def cascade_roi_heads(roi_heads: RoIHeads, out_channels: int, num_classes: int,
+                      bbox_reg_weights: Sequence[tuple[float, float, float, float]] | None = None) -> CascadeRoIHeads:
     """A 3-stage cascade replacing torchvision ``roi_heads``: its poolers, sampler size and fraction, score and NMS
-    thresholds and detections per image are kept. Each stage gets mmdet's heads (cascade_rcnn_r50_fpn and
+    thresholds, detections per image and head widths are kept. Each stage gets mmdet's heads (cascade_rcnn_r50_fpn and
     cascade_mask_rcnn_r50_fpn): 2 fc of 1024 (``TwoMLPHead``) and, when ``roi_heads`` has masks, 4 3x3 convs of
     256, a 2x deconv and per-class 1x1 logits (``MaskRCNNHeads`` + ``MaskRCNNPredictor``, torchvision's Mask R-CNN
-    defaults). ``out_channels``: the pooled features' channels; ``num_classes`` counts the background."""
+    defaults). ``out_channels``: the pooled features' channels; ``num_classes`` counts the background;
+    ``bbox_reg_weights``: the stages' box-coder weights (default the paper's; mmdetection's configs give the third
+    stage 1/0.033 and 1/0.067, :data:`hrnet.models.mmdet.CASCADE_BBOX_REG_WEIGHTS`)."""
     resolution = roi_heads.box_roi_pool.output_size
     box_in = out_channels * resolution[0] * resolution[1]
     with_mask = roi_heads.has_mask()
+    width = roi_heads.box_head.fc7.out_features  # the widths of the heads it replaces (torchvision: 1024, 256)
+    mask_width = roi_heads.mask_predictor.conv5_mask.in_channels if with_mask else 0
     return CascadeRoIHeads(
         box_roi_pool=roi_heads.box_roi_pool,
-        box_heads=[TwoMLPHead(box_in, 1024) for _ in range(3)],
-        box_predictors=[CascadeBoxPredictor(1024, num_classes) for _ in range(3)],
+        box_heads=[TwoMLPHead(box_in, width) for _ in range(3)],
+        box_predictors=[CascadeBoxPredictor(width, num_classes) for _ in range(3)],
         batch_size_per_image=roi_heads.fg_bg_sampler.batch_size_per_image,
         positive_fraction=roi_heads.fg_bg_sampler.positive_fraction,
         score_thresh=roi_heads.score_thresh,
         nms_thresh=roi_heads.nms_thresh,
         detections_per_img=roi_heads.detections_per_img,
+        **({"bbox_reg_weights": bbox_reg_weights} if bbox_reg_weights is not None else {}),
         mask_roi_pool=roi_heads.mask_roi_pool if with_mask else None,
-        mask_heads=[MaskRCNNHeads(out_channels, (256,) * 4, 1) for _ in range(3)] if with_mask else None,
-        mask_predictors=[MaskRCNNPredictor(256, 256, num_classes) for _ in range(3)] if with_mask else None,
+        mask_heads=[MaskRCNNHeads(out_channels, (mask_width,) * 4, 1) for _ in range(3)] if with_mask else None,
+        mask_predictors=[MaskRCNNPredictor(mask_width, mask_width, num_classes) for _ in range(3)]
+        if with_mask else None,
     )

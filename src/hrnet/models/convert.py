@@ -27,6 +27,8 @@ from torch import Tensor
 BACKBONE_PREFIXES = ("conv1.", "bn1.", "conv2.", "bn2.", "layer1.", "transition", "stage")
 WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "module")
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+# Keys only an mmdetection detector has (its layout: hrnet.models.mmdet); ours are backbone.neck., rpn., roi_heads.
+MMDET_PREFIXES = ("neck.reduction_conv.", "rpn_head.", "roi_head.", "bbox_head.")
 FACE_HEAD = ("head.", "last_layer.")  # face repository name -> our V2Head name
 
 
@@ -82,7 +84,12 @@ def _load_file(path: Path) -> object:
 
 
 def to_ours(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Official/timm key layout -> ``backbone.*`` / ``head.*`` (ours passes through)."""
+    """Official/timm key layout -> ``backbone.*`` / ``head.*``; an mmdetection detector -> our detector's keys
+    (:mod:`hrnet.models.mmdet`); ours passes through."""
+    if any(k.startswith(MMDET_PREFIXES) for k in sd):
+        from .mmdet import from_mmdet  # imports torchvision's detection code: only for detectors
+
+        return from_mmdet(sd)
     if any(k.startswith("backbone.") for k in sd):
         return dict(sd)
     out = {}

@@ -15,7 +15,6 @@ so converted mmdetection checkpoints keep their accuracy (:mod:`hrnet.models.mmd
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -27,9 +26,9 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .heads import V2pNeck
 from .hrnet import HRNetBackbone
+from .presets import DETECTORS
 from .spec import HRNetSpec
 
-DETECTORS = ("fasterrcnn", "maskrcnn", "fcos", "cascade_rcnn", "cascade_maskrcnn")
 STRIDES = (4, 8, 16, 32, 64)
 ROI_LEVELS = ["0", "1", "2", "3"]  # RoIs are pooled from strides 4..32, the RPN uses all five levels
 BACKBONE_PARTS = ("stem", "stage1", "stage2", "stage3", "stage4")
@@ -109,31 +108,53 @@ def anchor_generator() -> AnchorGenerator:
 
 def build_detector(kind: str, body: HRNetBackbone, spec: HRNetSpec, *, num_classes: int = 81,
                    trainable_backbone_layers: int = 5, batch_norm: str = "eval", min_size: int = 800,
-                   max_size: int = 1333, mmdet_conventions: bool = False, **kwargs: Any) -> nn.Module:
+                   max_size: int = 1333, mmdet_conventions: bool = False, neck_channels: int = 256,
+                   head_channels: int | None = None, **kwargs: Any) -> nn.Module:
     """A detector of ``kind`` (one of :data:`DETECTORS`) around ``body``. ``num_classes`` counts the background
-    (COCO: 80 + 1); ``kwargs`` go to torchvision's class (thresholds, ``box_detections_per_img``...)."""
+    (COCO: 80 + 1); ``kwargs`` go to torchvision's class (thresholds, ``box_detections_per_img``...).
+
+    ``neck_channels`` (official 256) and ``head_channels`` (the R-CNN box head's fc width and the mask head's
+    conv width, official 1024 and 256; ``None`` keeps those) size a smaller model, e.g. the demo's."""
     if kind not in DETECTORS:
         raise ValueError(f"detector kind must be one of {DETECTORS}, got {kind!r}")
-    backbone = HRNetV2p(body, trainable_layers=trainable_backbone_layers, batch_norm=batch_norm)
+    backbone = HRNetV2p(body, neck_channels, trainable_layers=trainable_backbone_layers, batch_norm=batch_norm)
     common = {"min_size": min_size, "max_size": max_size, **kwargs}
+    if head_channels is not None and kind != "fcos":
+        common |= _small_heads(kind, neck_channels, head_channels, num_classes)
     if kind == "fcos":
         return _fcos(backbone, num_classes, common, mmdet_conventions)
     if mmdet_conventions:
         from .mmdet import rcnn_conventions
 
-        common = {**rcnn_conventions(mask="mask" in kind), **common}
+        common = {**rcnn_conventions(mask="mask" in kind, cascade=kind.startswith("cascade")), **common}
     common.setdefault("rpn_anchor_generator", anchor_generator())
     common.setdefault("box_roi_pool", MultiScaleRoIAlign(ROI_LEVELS, 7, sampling_ratio=2))
+    classes = None if "box_predictor" in common else num_classes  # torchvision takes one or the other
     if kind in ("fasterrcnn", "cascade_rcnn"):
-        model: nn.Module = FasterRCNN(backbone, num_classes, **common)
+        model: nn.Module = FasterRCNN(backbone, classes, **common)
     else:
         common.setdefault("mask_roi_pool", MultiScaleRoIAlign(ROI_LEVELS, 14, sampling_ratio=2))
-        model = MaskRCNN(backbone, num_classes, **common)
+        model = MaskRCNN(backbone, classes, **common)
     if kind.startswith("cascade"):
         from .cascade import cascade_roi_heads
+        from .mmdet import CASCADE_BBOX_REG_WEIGHTS
 
-        model.roi_heads = cascade_roi_heads(model.roi_heads, backbone.out_channels, num_classes)
+        weights = {"bbox_reg_weights": CASCADE_BBOX_REG_WEIGHTS} if mmdet_conventions else {}
+        model.roi_heads = cascade_roi_heads(model.roi_heads, backbone.out_channels, num_classes, **weights)
     return model
+
+
+def _small_heads(kind: str, channels: int, width: int, num_classes: int) -> dict[str, nn.Module]:
+    """torchvision's R-CNN heads at another width (a cascade derives its stages from them)."""
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+
+    heads: dict[str, nn.Module] = {"box_head": TwoMLPHead(channels * 7 * 7, width),
+                                   "box_predictor": FastRCNNPredictor(width, num_classes)}
+    if "mask" in kind:
+        heads |= {"mask_head": MaskRCNNHeads(channels, (width,) * 4, 1),
+                  "mask_predictor": MaskRCNNPredictor(width, width, num_classes)}
+    return heads
 
 
 def _fcos(backbone: HRNetV2p, num_classes: int, common: dict[str, Any], mmdet_conventions: bool) -> FCOS:
@@ -141,6 +162,7 @@ def _fcos(backbone: HRNetV2p, num_classes: int, common: dict[str, Any], mmdet_co
     4 convs. Labels are 1..K as for the other detectors (torchvision's FCOS keeps the unused class 0 too)."""
     if mmdet_conventions:
         raise ValueError("mmdet_conventions applies to the R-CNN detectors; FCOS keeps torchvision's")
-    anchors = AnchorGenerator(tuple((8 * s,) for s in STRIDES), ((1.0,),) * len(STRIDES))
+    anchors = AnchorGenerator(tuple((s,) for s in STRIDES), ((1.0,),) * len(STRIDES))  # size = stride: torchvision
+    # derives the FCOS level ranges, centre-sampling radius and box scale from it
     head = FCOSHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes)
     return FCOS(backbone, num_classes, anchor_generator=anchors, head=head, **common)

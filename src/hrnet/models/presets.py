@@ -20,7 +20,6 @@ import torch
 from torch import Tensor, nn
 
 from .convert import CheckpointError, read_checkpoint, to_ours
-from .detection import DETECTORS, build_detector
 from .heads import ClassificationHead, HigherHead, PoseHead, V2Head
 from .hrnet import HRNet, HRNetBackbone
 from .ocr import OCRHead
@@ -37,6 +36,9 @@ W18_SMALL_V2: dict[str, Any] = {"modules": (1, 1, 3, 2), "blocks": (2, 2, 2, 2)}
 
 
 MODEL_TASKS = ("classification", "pose", "bottomup", "segmentation", "detection", "face")
+DETECTORS = ("fasterrcnn", "maskrcnn", "fcos", "cascade_rcnn", "cascade_maskrcnn")
+"""The detector kinds of the detection presets (:func:`hrnet.models.detection.build_detector` builds them; it and
+torchvision's detection models are imported only when a detector is built)."""
 """What each preset's network is for (``Preset.task``), in zoo order; the tasks with a pipeline are
 ``hrnet.tasks.registry.TASKS``."""
 
@@ -60,6 +62,9 @@ class Preset:
 
     def head_args(self) -> list[str]:
         """The keyword arguments ``create_model`` accepts for this preset's head (a detector's: its builder's)."""
+        if self.detector:
+            from .detection import build_detector
+
         params = inspect.signature(build_detector if self.detector else self.head).parameters
         return [p for p, v in params.items() if p not in ("in_channels", "spec", "kind", "body")
                 and v.kind is not inspect.Parameter.VAR_KEYWORD]
@@ -140,12 +145,18 @@ def _presets() -> dict[str, Preset]:
                           (1024, 2048), init="normal_backbone", family="seg",
                           source="HRNet-Semantic-Segmentation (OCR)", outputs=("aux", "logits")))
     # HRNetV2p detectors (mmdetection configs/hrnet): ImageNet-initialised bodies, so the classification fusion.
+    # w18_small: the small ImageNet schedule (hrnet_w18_small's body), for CPU-sized training such as the demo.
+    bodies = {"w18_small": derive_spec(16, **W18_SMALL_V1, **NEAREST)}
+    bodies |= {f"w{w}": derive_spec(w, **NEAREST) for w in (18, 32, 40, 48)}
     for kind in DETECTORS:
-        for width in (18, 32, 40, 48):
+        for body, spec in bodies.items():
             outputs = ("boxes", "labels", "scores", "masks") if "mask" in kind else ("boxes", "labels", "scores")
-            presets.append(Preset(f"{kind}_hrnetv2p_w{width}", "detection", derive_spec(width, **NEAREST),
+            published = kind != "fcos" and body in ("w18", "w32", "w40")  # mmdetection's zoo (FCOS: another design)
+            presets.append(Preset(f"{kind}_hrnetv2p_{body}", "detection", spec,
                                   _detector_has_no_head, {"num_classes": 81}, (800, 1333), init="kaiming_body",
-                                  family="det", source="mmdetection (HRNet configs)", outputs=outputs, detector=kind))
+                                  family="det", outputs=outputs, detector=kind,
+                                  source="mmdetection (HRNet configs)" if published else
+                                  "HRNet-Image-Classification backbone"))
     face_spec = derive_spec(18, **BILINEAR, bn_momentum=0.01)
     presets.append(Preset("face_hrnet_w18", "face", face_spec, _face_head, {"num_landmarks": 98},
                           (256, 256), family="face", source="HRNet-Facial-Landmark-Detection"))
@@ -212,12 +223,14 @@ def create_model(
         model: nn.Module = HRNetBackbone(dataclasses.replace(preset.spec, multi_scale_output=True), in_channels)
     else:
         unknown = set(overrides) - set(preset.head_args())
-        if unknown:
+        if unknown and not preset.detector:  # a detector passes the rest to torchvision's class
             raise TypeError(f"create_model({name!r}): unknown argument(s) {sorted(unknown)}; "
                             f"this preset accepts {preset.head_args()}")
         backbone = HRNetBackbone(preset.spec, in_channels)
         args = {**preset.head_defaults, **overrides}
         if preset.detector:
+            from .detection import build_detector
+
             model = build_detector(preset.detector, backbone, preset.spec, **args)
         else:
             model = HRNet(backbone, preset.head(backbone.out_channels, preset.spec, **args))

@@ -260,6 +260,43 @@ class RunReport:
     failed: list[tuple[str, str]]
 
 
+def make_palette(num_classes: int, fixed: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """(num_classes, 3) uint8 RGB colours: ``fixed`` (e.g. Cityscapes' own) when it has one per class, otherwise
+    well-separated generated hues."""
+    if fixed is not None and len(fixed) == num_classes:
+        return np.asarray(fixed, dtype=np.uint8)
+    hues = (np.arange(num_classes) * 0.618034) % 1.0
+    hsv = np.stack([hues * 179, np.full(num_classes, 200), np.full(num_classes, 230)], axis=1).astype(np.uint8)
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
+
+
+def coco_class_names() -> list[str]:
+    """The 80 COCO category names in id order (torchvision ships them with its weights' metadata; no download)."""
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    names = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]
+    return [n for n in names if n not in ("__background__", "N/A")]
+
+
+def load_detector(weights: str | Path, name: str | None = None, num_classes: int | None = None,
+                  stored: Stored | None = None) -> tuple[nn.Module, list[str]]:
+    """A detection preset with ``weights`` and its K class names (label k is ``names[k - 1]``): the preset, class
+    count (background included) and sizes from our checkpoints, else ``name`` and ``num_classes`` (COCO's 81 and
+    names by default). Used by ``hrnet predict`` for detection and for top-down pose's ``--detector``."""
+    exported, hparams = stored or checkpoint_settings(weights)
+    if exported is not None:
+        raise ValueError(f"{weights}: detectors run from checkpoints (exported detector files are not supported)")
+    name = name or hparams.get("model")
+    if name is None:
+        raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. maskrcnn_hrnetv2p_w32)")
+    k = num_classes or hparams.get("num_classes", 81)
+    names = hparams.get("class_names") or (coco_class_names() if k == 81 else [f"class_{i}" for i in range(1, k)])
+    sizes = {key: hparams[key] for key in ("min_size", "max_size", "neck_channels", "head_channels")
+             if hparams.get(key) is not None}
+    model = create_model(name, weights=weights, num_classes=k, **sizes, **(hparams.get("detector_args") or {}))
+    return model, list(names)
+
+
 class Predictor:
     """A task's network with its test-time settings, from a checkpoint or an exported file.
 

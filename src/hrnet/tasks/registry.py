@@ -84,6 +84,25 @@ def _segmentation_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
     return SegDemoConfig, run_seg_demo
 
 
+def _detection_lightning() -> tuple[type, type]:
+    from .detection.data import DetectionDataModule
+    from .detection.module import Detection
+
+    return Detection, DetectionDataModule
+
+
+def _detection_predictor() -> type:
+    from .detection.predict import DetectionPredictor
+
+    return DetectionPredictor
+
+
+def _detection_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
+    from ..demos.detection import DetectionDemoConfig, run_detection_demo
+
+    return DetectionDemoConfig, run_detection_demo
+
+
 TASKS: dict[str, Task] = {task.name: task for task in (
     Task("pose", "top-down human pose (HRNetV1): COCO / MPII keypoints, OKS AP, PCKh",
          _pose_lightning, _pose_predictor, settings=("keypoints", "sigma", "decode"),
@@ -92,6 +111,9 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     Task("segmentation", "semantic segmentation (HRNetV2, HRNet-OCR): Cityscapes, folders, lists; mIoU",
          _segmentation_lightning, _segmentation_predictor, settings=("num_classes", "class_names"),
          demo=_segmentation_demo, demo_out="runs/demo_segmentation"),
+    Task("detection", "object detection and instance segmentation (HRNetV2p): COCO instances; box and mask AP",
+         _detection_lightning, _detection_predictor, settings=("num_classes", "class_names"), exports=(),
+         demo=_detection_demo, demo_out="runs/demo_detection"),
 )}
 """Every task with a pipeline, by name; the first is the default where no preset names one."""
 

@@ -82,7 +82,8 @@ class CocoInstances(SeededSamples, Dataset):
         if train:
             empty = sum(1 for r in self.records if not len(r.labels))
             self.records = [r for r in self.records if len(r.labels)]
-            self.skipped["images without objects"] += empty
+            if empty:
+                self.skipped["images without objects"] += empty
         if self.skipped:
             log.info("%s: skipped %s", self.ann_file, ", ".join(f"{n} {why}" for why, n in self.skipped.items()))
         with contextlib.redirect_stdout(io.StringIO()):

@@ -44,7 +44,7 @@ def to_coco_results(detections: Sequence[Mapping[str, Any]], category_ids: Seque
 
 
 def _numpy(value: Any) -> np.ndarray:
-    return value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+    return value.detach().float().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
 
 
 def coco_instance_eval(coco_gt: Any, results: Sequence[Mapping[str, Any]], iou_type: str) -> dict[str, float]:

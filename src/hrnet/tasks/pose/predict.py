@@ -19,7 +19,7 @@ from ...keypoints.geometry import box_to_center_scale, crop_image
 from ...keypoints.sets import KeypointSpec, resolve_keypoints
 from ...keypoints.topdown import heatmaps_to_image_keypoints, predict_heatmaps
 from ...models import get_preset
-from ..base import Box, BoxesFile, Predictor, Stored, checkpoint_settings
+from ..base import Box, BoxesFile, Predictor, Stored, checkpoint_settings, load_detector
 
 
 class PosePredictor(Predictor):
@@ -50,8 +50,9 @@ class PosePredictor(Predictor):
         group.add_argument("--no-flip", action="store_true", help="disable flip test")
         group.add_argument("--boxes", help="person boxes: COCO detection-results JSON (image_id or file_name, bbox, "
                            "score)")
-        group.add_argument("--detector", help="torchvision detection model name, e.g. fasterrcnn_resnet50_fpn")
-        group.add_argument("--detector-weights", help="state dict for --detector")
+        group.add_argument("--detector", help="person detector: an HRNetV2p preset (fasterrcnn_hrnetv2p_w32) or a "
+                                              "torchvision detection model (fasterrcnn_resnet50_fpn)")
+        group.add_argument("--detector-weights", help="checkpoint / state dict for --detector")
         group.add_argument("--box-threshold", type=float,
                            help="minimum box score (default: 0 for --boxes, 0.5 for --detector)")
 
@@ -137,18 +138,30 @@ class PosePredictor(Predictor):
 
 
 class TorchvisionDetector:
-    """A torchvision detection model (e.g. ``fasterrcnn_resnet50_fpn``) with user-supplied weights."""
+    """The person detector in front of top-down pose: one of our HRNetV2p detection presets (e.g.
+    ``fasterrcnn_hrnetv2p_w32``, with its checkpoint) or a torchvision detection model (e.g.
+    ``fasterrcnn_resnet50_fpn``) with a user-supplied state dict. Persons are the class named ``person`` in an
+    HRNetV2p checkpoint's classes (COCO: label 1), label ``person_label`` for torchvision's models."""
 
     def __init__(self, name: str, weights: str | Path, threshold: float = 0.5, person_label: int = 1,
                  device: str = "cpu") -> None:
         import torchvision
 
-        builder = getattr(torchvision.models.detection, name, None)
-        if builder is None:
-            raise ValueError(f"unknown torchvision detection model {name!r}")
-        self.model = builder(weights=None, weights_backbone=None)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        from ...models import PRESETS
+
+        if name in PRESETS and PRESETS[name].task == "detection":
+            self.model, names = load_detector(weights, name)
+            if "person" not in names:
+                raise ValueError(f"--detector-weights {weights}: no 'person' class among {names[:10]}")
+            person_label = names.index("person") + 1
+        else:
+            builder = getattr(torchvision.models.detection, name, None)
+            if builder is None:
+                raise ValueError(f"unknown detector {name!r}: an HRNetV2p preset (hrnet models --task detection) "
+                                 "or a torchvision detection model")
+            self.model = builder(weights=None, weights_backbone=None)
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
         self.model.eval().to(device)
         self.threshold, self.person_label, self.device = threshold, person_label, device
 

@@ -7,25 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from ...files import normalize_image, write_image
 from ...models import get_preset
-from ..base import Predictor, Stored, checkpoint_settings
+from ..base import Predictor, Stored, checkpoint_settings, make_palette
 from .datasets import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from .tta import predict_logits
-
-
-def make_palette(num_classes: int) -> np.ndarray:
-    """Cityscapes' colours for its 19 classes, otherwise well-separated generated colours."""
-    if num_classes == len(CITYSCAPES_CLASSES):
-        return np.asarray(CITYSCAPES_PALETTE, dtype=np.uint8)
-    hues = (np.arange(num_classes) * 0.618034) % 1.0
-    hsv = np.stack([hues * 179, np.full(num_classes, 200), np.full(num_classes, 230)], axis=1).astype(np.uint8)
-    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
 
 
 class SegPredictor(Predictor):
@@ -41,13 +31,12 @@ class SegPredictor(Predictor):
         super().__init__(model, device)
         self.num_classes = num_classes
         self.class_names = list(class_names)
-        self.palette = make_palette(num_classes)
+        self.palette = make_palette(num_classes, CITYSCAPES_PALETTE)
         self.settings = dict(mode=mode, crop_size=crop_size, stride=stride, scales=tuple(scales), flip=flip,
                              align_corners=align_corners)
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--num-classes", type=int, help="classes of an official checkpoint (default 19)")
         group.add_argument("--mode", choices=["whole", "slide"], default="whole", help="inference mode")
         group.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="sliding-window size")
         group.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="sliding-window stride")
