@@ -30,6 +30,17 @@ from hrnet.inference import bf16_supported, prepare
 from hrnet.models.complexity import count_macs
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def prepared(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """``model`` with its backbone + neck through ``prepare`` (BN folded, channels-last, ``precision``)."""
     import copy
@@ -86,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     peak32, peak16 = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
-    print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; GEMM peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s")
     import torchvision
 

@@ -276,3 +276,13 @@ def test_an_mmdetection_file_loads_through_create_model_and_hrnet_convert(tmp_pa
     assert main(["convert", str(tmp_path / "ours.pt"), str(tmp_path / "back.pth"), "--to", "mmdet"]) == 0
     back = torch.load(tmp_path / "back.pth", weights_only=True)
     assert back.keys() == mmdet.keys() and all(torch.equal(back[k], mmdet[k]) for k in mmdet)
+
+
+def test_export_of_a_detector_is_a_one_line_refusal(tmp_path, capsys) -> None:
+    from hrnet.cli import main
+
+    (tmp_path / "det.pth").write_bytes(b"")  # refused before the weights are read
+    assert main(["export", "onnx", "fasterrcnn_hrnetv2p_w18_small", "--weights", str(tmp_path / "det.pth"),
+                 "--out", str(tmp_path / "never.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "does not apply to detection models (no export format does)" in err and "Traceback" not in err

@@ -173,8 +173,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     task = TASKS.get(preset.task)
     if task is not None:
         if args.format not in task.exports:
-            raise ValueError(f"hrnet export {args.format} does not apply to {preset.task} models "
-                             f"(these formats do: {', '.join(task.exports)})")
+            formats = f"these formats do: {', '.join(task.exports)}" if task.exports else "no export format does"
+            raise ValueError(f"hrnet export {args.format} does not apply to {preset.task} models ({formats})")
         head = {**task.predictor().head_args(hparams), **head}
     settings = task_settings(hparams, task.settings if task is not None else ())
     size = tuple(args.input_size or hparams.get("input_size") or preset.input_size)

@@ -28,8 +28,8 @@ class DetectionDemoConfig:
     val_images: int = 60
     epochs: int = 8
     batch_size: int = 4
-    optimizer: str = "adamw"
-    lr: float = 1e-3
+    optimizer: str = "sgd"
+    lr: float = 0.02
     weight_decay: float = 1e-4
     lr_steps: tuple[int, ...] = (6, 7)
     warmup_iters: int = 100

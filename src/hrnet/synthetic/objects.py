@@ -35,6 +35,14 @@ def _outline(shape: str, centre: np.ndarray, radius: float, angle: float) -> np.
     return np.stack([np.cos(t + angle) * r, np.sin(t + angle) * r], 1) + centre
 
 
+def _contrasting(rng: np.random.Generator, behind: np.ndarray) -> tuple[int, int, int]:
+    """A random colour at least 100 grey levels away from ``behind`` in some channel (objects stay visible)."""
+    while True:
+        colour = rng.integers(0, 256, 3)
+        if np.abs(colour.astype(int) - behind.astype(int)).max() >= 100:
+            return tuple(int(c) for c in colour)
+
+
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Smooth colour gradients, texture noise and thin distractor lines."""
     base = rng.uniform(40, 200, 3)
@@ -74,7 +82,7 @@ def make_synthetic_coco_instances(root: str | Path, *, split: str, num_images: i
             placed.append((centre, radius))
             label = int(rng.integers(len(SHAPES)))
             polygon = _outline(SHAPES[label], centre, radius, float(rng.uniform(0, 2 * math.pi)))
-            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            colour = _contrasting(rng, image[int(centre[1]), int(centre[0])])
             cv2.fillPoly(image, [np.round(polygon).astype(np.int32)], colour, lineType=cv2.LINE_AA)
             x1, y1 = polygon.min(0)
             x2, y2 = polygon.max(0)

@@ -23,7 +23,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..export import load_exported
-from ..files import VIDEO_SUFFIXES, is_number_list, iter_inputs, read_image, read_json, write_atomic, write_image
+from ..files import (
+    VIDEO_SUFFIXES,
+    is_number_list,
+    iter_inputs,
+    read_image,
+    read_json,
+    write_atomic,
+    write_image,
+)
 from ..models import create_model, load_checkpoint
 from ..seeding import EvaluationShard, ResumableLoader, SeededOrder
 

@@ -51,7 +51,7 @@ class DetectionPredictor(Predictor):
                    calibration_batches: int = 8) -> None:
         """``hrnet.inference.prepare`` on the backbone and neck (BN folded, channels-last, bf16 where native,
         ``torch.compile``); the RPN and RoI heads stay fp32 eager. int8 and OpenVINO are not offered for detectors."""
-        from ..inference import prepare
+        from ...inference import prepare
 
         if precision == "int8" or backend != "torch":
             raise ValueError("detectors run with --backend torch and --precision fp32 or bf16")
