@@ -286,3 +286,25 @@ def test_export_of_a_detector_is_a_one_line_refusal(tmp_path, capsys) -> None:
                  "--out", str(tmp_path / "never.onnx")]) == 2
     err = capsys.readouterr().err
     assert "does not apply to detection models (no export format does)" in err and "Traceback" not in err
+
+
+def test_torchvision_style_builders_take_weights_and_an_imagenet_backbone(tmp_path) -> None:
+    """``fasterrcnn_hrnetv2p_w18_small(weights_backbone=...)`` puts an official ImageNet checkpoint's weights into
+    the body (the classifier head is left out); ``weights=`` loads a whole detector strictly."""
+    from hrnet.models import to_official
+    from hrnet.models.detection import fasterrcnn_hrnetv2p_w18_small
+
+    imagenet = create_model("hrnet_w18_small")
+    torch.nn.init.normal_(imagenet.backbone.stage4[0].branches[3][0].conv1.weight)
+    torch.save(to_official(imagenet.state_dict(), "cls"), tmp_path / "imagenet.pth")
+    model = fasterrcnn_hrnetv2p_w18_small(weights_backbone=tmp_path / "imagenet.pth", num_classes=3)
+    assert torch.equal(model.backbone.body.stage4[0].branches[3][0].conv1.weight,
+                       imagenet.backbone.stage4[0].branches[3][0].conv1.weight)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 3
+    torch.save(model.state_dict(), tmp_path / "det.pth")
+    again = fasterrcnn_hrnetv2p_w18_small(weights=tmp_path / "det.pth", num_classes=3)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(AttributeError):
+        from hrnet.models import detection
+
+        detection.no_such_detector  # noqa: B018

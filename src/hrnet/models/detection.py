@@ -14,7 +14,9 @@ so converted mmdetection checkpoints keep their accuracy (:mod:`hrnet.models.mmd
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -166,3 +168,28 @@ def _fcos(backbone: HRNetV2p, num_classes: int, common: dict[str, Any], mmdet_co
     # derives the FCOS level ranges, centre-sampling radius and box scale from it
     head = FCOSHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes)
     return FCOS(backbone, num_classes, anchor_generator=anchors, head=head, **common)
+
+
+def detector(name: str, *, weights: str | Path | None = None, weights_backbone: str | Path | None = None,
+             num_classes: int = 81, trainable_backbone_layers: int = 5, **kwargs: Any) -> nn.Module:
+    """torchvision-style builder of detection preset ``name``: ``weights`` a detector checkpoint (ours, Lightning,
+    or mmdetection's, loaded strictly), ``weights_backbone`` an ImageNet HRNet-C checkpoint (official or timm,
+    loaded into the body with ``strict=False``). ``hrnet.models.detection.maskrcnn_hrnetv2p_w32(weights=...)``
+    and the like are this function with the preset's name."""
+    from .presets import create_model, load_checkpoint
+
+    model = create_model(name, num_classes=num_classes, trainable_backbone_layers=trainable_backbone_layers, **kwargs)
+    if weights_backbone is not None:
+        load_checkpoint(model.backbone.body, weights_backbone, strict=False)
+    if weights is not None:
+        load_checkpoint(model, weights)
+    return model
+
+
+def __getattr__(name: str) -> Any:
+    """``fasterrcnn_hrnetv2p_w32`` etc.: :func:`detector` for that preset (module-level, as torchvision's builders)."""
+    from .presets import PRESETS
+
+    if name in PRESETS and PRESETS[name].detector:
+        return functools.partial(detector, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
