@@ -33,7 +33,7 @@ class PosePredictor(Predictor):
     picture = "pose"
 
     def __init__(self, model: nn.Module, keypoints: KeypointSpec, codec: HeatmapCodec, flip_test: bool = True,
-                 device: str = "cpu", boxes: BoxesFile | None = None, detector: TorchvisionDetector | None = None,
+                 device: str = "cpu", boxes: BoxesFile | None = None, detector: PersonDetector | None = None,
                  threshold: float = 0.2) -> None:
         super().__init__(model, device)
         self.keypoints = keypoints
@@ -67,7 +67,7 @@ class PosePredictor(Predictor):
             predictor.boxes = BoxesFile(args.boxes, args.box_threshold or 0.0)
         if args.detector:
             threshold = 0.5 if args.box_threshold is None else args.box_threshold
-            predictor.detector = TorchvisionDetector(args.detector, args.detector_weights, threshold,
+            predictor.detector = PersonDetector(args.detector, args.detector_weights, threshold,
                                                      device=args.device)
         return predictor
 
@@ -137,7 +137,7 @@ class PosePredictor(Predictor):
         return {"keypoints": list(self.keypoints.joint_names)}
 
 
-class TorchvisionDetector:
+class PersonDetector:
     """The person detector in front of top-down pose: one of our HRNetV2p detection presets (e.g.
     ``fasterrcnn_hrnetv2p_w32``, with its checkpoint) or a torchvision detection model (e.g.
     ``fasterrcnn_resnet50_fpn``) with a user-supplied state dict. Persons are the class named ``person`` in an
