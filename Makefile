@@ -13,6 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -e ".[dev]"
+	# The face detector of hrnet predict --face-detector mtcnn (its weights ship inside the package); its
+	# metadata pins torch<2.3, which it does not need, so it is installed without dependencies.
+	$(PIP) install --no-deps facenet-pytorch
 	touch $@
 
 test: setup

@@ -24,6 +24,8 @@ class DetectionDemoConfig:
     neck_channels: int = 64
     head_channels: int = 128
     roi_batch_size: int = 128
+    rpn_proposals: int = 500
+    objects_per_image: tuple[int, int] = (1, 4)
     train_images: int = 400
     val_images: int = 60
     epochs: int = 8
@@ -45,9 +47,11 @@ def make_detection_data(root: Path, cfg: DetectionDemoConfig) -> None:
     from ..synthetic.objects import make_synthetic_coco_instances
 
     for split, n, seed in (("train", cfg.train_images, cfg.train_seed), ("val", cfg.val_images, cfg.val_seed)):
-        marker = root / f".{split}-{n}-{seed}-{cfg.image_size[0]}x{cfg.image_size[1]}"
+        lo, hi = cfg.objects_per_image
+        marker = root / f".{split}-{n}-{seed}-{cfg.image_size[0]}x{cfg.image_size[1]}-{lo}to{hi}"
         if not marker.exists():
-            make_synthetic_coco_instances(root, split=split, num_images=n, image_size=cfg.image_size, seed=seed)
+            make_synthetic_coco_instances(root, split=split, num_images=n, image_size=cfg.image_size, seed=seed,
+                                          objects=cfg.objects_per_image)
             marker.touch()
 
 
@@ -87,7 +91,11 @@ def run_detection_demo(out: Path, cfg: DetectionDemoConfig = DetectionDemoConfig
     side = min(cfg.image_size)
     model = Detection(model=cfg.model, num_classes=6, batch_norm="train", min_size=side, max_size=max(cfg.image_size),
                       neck_channels=cfg.neck_channels, head_channels=cfg.head_channels,
-                      detector_args={"box_batch_size_per_image": cfg.roi_batch_size}, optimizer=cfg.optimizer,
+                      detector_args={"box_batch_size_per_image": cfg.roi_batch_size,
+                                     "rpn_pre_nms_top_n_train": cfg.rpn_proposals,
+                                     "rpn_post_nms_top_n_train": cfg.rpn_proposals,
+                                     "rpn_pre_nms_top_n_test": cfg.rpn_proposals,
+                                     "rpn_post_nms_top_n_test": cfg.rpn_proposals}, optimizer=cfg.optimizer,
                       lr=cfg.lr, weight_decay=cfg.weight_decay,
                       warmup_iters=cfg.warmup_iters, lr_steps=cfg.lr_steps)
     data = out / "data"

@@ -47,8 +47,10 @@ def fit_and_evaluate(out: Path, model: Any, datamodule: Any, cfg: Any, start: fl
     return summary
 
 
-def plot_curves(metrics_csv: Path, path: Path, metric: str = "val/AP", loss_label: str = "heatmap MSE") -> None:
-    """Training loss per step and a validation metric per epoch from a Lightning CSVLogger file."""
+def plot_curves(metrics_csv: Path, path: Path, metric: str = "val/AP", loss_label: str = "heatmap MSE",
+                ylim: tuple[float, float] | None = (0, 1)) -> None:
+    """Training loss per step and a validation metric per epoch (on ``ylim``; ``None``: fitted) from a
+    Lightning CSVLogger file."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,7 +69,7 @@ def plot_curves(metrics_csv: Path, path: Path, metric: str = "val/AP", loss_labe
     ax1.plot(loss_steps, losses)
     ax1.set(xlabel="step", ylabel=loss_label, title="training loss", yscale="log")
     ax2.plot(ap_epochs, aps, marker="o")
-    ax2.set(xlabel="epoch", ylabel=metric, title=f"held-out {metric}", ylim=(0, 1))
+    ax2.set(xlabel="epoch", ylabel=metric, title=f"held-out {metric}", ylim=ylim)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

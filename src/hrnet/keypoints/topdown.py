@@ -104,10 +104,15 @@ class TopDownDataset(SeededSamples, Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def read_image(self, record: PersonRecord) -> np.ndarray:
+        """The (H, W, 3) uint8 image of ``record`` (RGB unless ``color_rgb=False``); datasets whose images
+        are not plain files override it."""
+        return read_image(record.image_file, self.color_rgb)
+
     def load_sample(self, index: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
         """The numpy sample (uint8 (H, W, 3) crop, float joints, ...) before normalisation."""
         rec = self.records[index]
-        image = read_image(rec.image_file, self.color_rgb)
+        image = self.read_image(rec)
         if self.augment is not None and rng is None:
             rng = self.rng_for(index)
         out = top_down_transform(

@@ -160,6 +160,10 @@ def _presets() -> dict[str, Preset]:
     face_spec = derive_spec(18, **BILINEAR, bn_momentum=0.01)
     presets.append(Preset("face_hrnet_w18", "face", face_spec, _face_head, {"num_landmarks": 98},
                           (256, 256), family="face", source="HRNet-Facial-Landmark-Detection"))
+    # No official small face model: hrnet_w18_small's body with the face head, for CPU-sized training (the demo).
+    presets.append(Preset("face_hrnet_w18_small", "face", derive_spec(16, **W18_SMALL_V1, **BILINEAR, bn_momentum=0.01),
+                          _face_head, {"num_landmarks": 98}, (256, 256), family="face",
+                          source="HRNet-Image-Classification backbone"))
     return {p.name: p for p in sorted(presets, key=lambda p: MODEL_TASKS.index(p.task))}
 
 

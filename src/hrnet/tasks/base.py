@@ -239,6 +239,27 @@ def read_detections(path: str | Path, require: Sequence[str] = ()) -> list[Detec
 Box = tuple[float, float, float, float, float]  # x, y, w, h, score
 
 
+TOP_DOWN_FLAGS: dict[str, dict[str, Any]] = {
+    "--keypoints": {"help": "keypoint set: coco, mpii; face landmarks: wflw, 300w, cofw, aflw (default: from the "
+                            "checkpoint)"},
+    "--input-size": {"type": int, "nargs": 2, "metavar": ("H", "W"), "help": "model input size"},
+    "--decode": {"choices": ["argmax", "dark", "official"],
+                 "help": "heatmap decoding (default: from the checkpoint; official: face models only)"},
+    "--no-flip": {"action": "store_true", "help": "disable flip test"},
+    "--boxes": {"help": "person / face boxes: COCO detection-results JSON (image_id or file_name, bbox, score)"},
+    "--box-threshold": {"type": float, "help": "minimum box score (default: 0 for --boxes, 0.5 for --detector, "
+                                               "0.9 for --face-detector)"},
+}
+"""The ``hrnet predict`` flags of the top-down keypoint tasks (pose, face): one definition, added once."""
+
+
+def add_top_down_arguments(group: argparse._ArgumentGroup) -> None:
+    """Add :data:`TOP_DOWN_FLAGS` to ``group`` unless another task's group of the same parser already did."""
+    for flag, kwargs in TOP_DOWN_FLAGS.items():
+        if flag not in group._option_string_actions:
+            group.add_argument(flag, **kwargs)
+
+
 class BoxesFile:
     """Boxes of one category from a COCO detection-results JSON (:func:`read_detections`), looked up by
     file name or by image id (a file whose stem is the id)."""

@@ -3,7 +3,7 @@
 ``hrnet predict``, ``hrnet fit|validate|test``, ``hrnet demo`` and ``hrnet export`` read :data:`TASKS`;
 nothing else in the package lists tasks. A task's classes are imported when it is used, so building the
 command line does not import Lightning. Presets name their task with the same identifiers
-(``Preset.task``); presets whose task has no entry here (``classification``, ``face``, ``bottomup`` today)
+(``Preset.task``); presets whose task has no entry here (``classification``, ``bottomup`` today)
 still build, load checkpoints and export, and the commands that need a pipeline say which tasks have one.
 
 Adding a task: its folder under ``tasks/``, one :class:`Task` entry below, its demo, configs and tests.
@@ -103,6 +103,25 @@ def _detection_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
     return DetectionDemoConfig, run_detection_demo
 
 
+def _face_lightning() -> tuple[type, type]:
+    from .face.data import FaceDataModule
+    from .face.module import FaceLandmarkDetection
+
+    return FaceLandmarkDetection, FaceDataModule
+
+
+def _face_predictor() -> type:
+    from .face.predict import FacePredictor
+
+    return FacePredictor
+
+
+def _face_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
+    from ..demos.face import FaceDemoConfig, run_face_demo
+
+    return FaceDemoConfig, run_face_demo
+
+
 TASKS: dict[str, Task] = {task.name: task for task in (
     Task("pose", "top-down human pose (HRNetV1): COCO / MPII keypoints, OKS AP, PCKh",
          _pose_lightning, _pose_predictor, settings=("keypoints", "sigma", "decode"),
@@ -114,6 +133,9 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     Task("detection", "object detection and instance segmentation (HRNetV2p): COCO instances; box and mask AP",
          _detection_lightning, _detection_predictor, settings=("num_classes", "class_names"), exports=(),
          demo=_detection_demo, demo_out="runs/demo_detection"),
+    Task("face", "facial landmarks (HRNetV2): WFLW, 300W, COFW, AFLW; NME, failure rate, AUC",
+         _face_lightning, _face_predictor, settings=("keypoints", "sigma", "decode", "input_size"),
+         linked=("input_size", "sigma", "unbiased", "keypoints"), demo=_face_demo, demo_out="runs/demo_face"),
 )}
 """Every task with a pipeline, by name; the first is the default where no preset names one."""
 

@@ -19,7 +19,15 @@ from ...keypoints.geometry import box_to_center_scale, crop_image
 from ...keypoints.sets import KeypointSpec, resolve_keypoints
 from ...keypoints.topdown import heatmaps_to_image_keypoints, predict_heatmaps
 from ...models import get_preset
-from ..base import Box, BoxesFile, Predictor, Stored, checkpoint_settings, load_detector
+from ..base import (
+    Box,
+    BoxesFile,
+    Predictor,
+    Stored,
+    add_top_down_arguments,
+    checkpoint_settings,
+    load_detector,
+)
 
 
 class PosePredictor(Predictor):
@@ -43,18 +51,10 @@ class PosePredictor(Predictor):
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--keypoints", help="keypoint set: coco, mpii (default: from the checkpoint, else coco)")
-        group.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="model input size")
-        group.add_argument("--decode", choices=["argmax", "dark"],
-                           help="heatmap decoding (default: from the checkpoint)")
-        group.add_argument("--no-flip", action="store_true", help="disable flip test")
-        group.add_argument("--boxes", help="person boxes: COCO detection-results JSON (image_id or file_name, bbox, "
-                           "score)")
+        add_top_down_arguments(group)
         group.add_argument("--detector", help="person detector: an HRNetV2p preset (fasterrcnn_hrnetv2p_w32) or a "
                                               "torchvision detection model (fasterrcnn_resnet50_fpn)")
         group.add_argument("--detector-weights", help="checkpoint / state dict for --detector")
-        group.add_argument("--box-threshold", type=float,
-                           help="minimum box score (default: 0 for --boxes, 0.5 for --detector)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, stored: Stored | None = None) -> PosePredictor:
