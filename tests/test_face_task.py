@@ -18,7 +18,7 @@ from hrnet.keypoints.sets import KEYPOINT_SPECS
 from hrnet.models import create_model
 from hrnet.tasks.face.data import FaceDataModule
 from hrnet.tasks.face.metrics import nme, normalizers
-from hrnet.tasks.face.module import FaceLandmarkDetection, decode_landmarks
+from hrnet.tasks.face.module import FaceLandmarkDetection, predict_landmarks
 from hrnet.tasks.face.predict import FacePredictor
 
 SIZE = 160  # image side
@@ -32,8 +32,9 @@ def face_points(name: str, cx: float, cy: float, unit: float) -> np.ndarray:
 def write_images(folder: Path) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     names = []
+    rng = np.random.default_rng(5)
     for i in range(len(FACES)):
-        cv2.imwrite(str(folder / f"{i}.png"), np.full((SIZE, SIZE, 3), 90 + 40 * i, np.uint8))
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(40 * i, 200 + 20 * i, (SIZE, SIZE, 3), dtype=np.uint8))
         names.append(f"images/{i}.png")
     return names
 
@@ -79,13 +80,23 @@ def test_ground_truth_through_encode_decode_and_back_projection_has_nme_under_ha
     task = FaceLandmarkDetection(model="face_hrnet_w18_small", keypoints=keypoints)
     samples = [dm.val_set[i] for i in range(len(dm.val_set))]
     assert len(samples) == len(FACES)
-    pred = decode_landmarks(task.codec, torch.stack([s["target"] for s in samples]),
-                            torch.stack([s["center"] for s in samples]), torch.stack([s["scale"] for s in samples]),
-                            "dark")
-    gt = np.stack([r.joints for r in dm.val_set.records]).astype(np.float64)
-    box = np.array([r.box_size for r in dm.val_set.records])
-    errors = nme(pred, gt, normalizers(gt, task.keypoints.extra, box))
-    assert errors.max() < 0.005, errors
+    targets = torch.stack([s["target"] for s in samples])
+    flip_index = task.keypoints.flip_index
+
+    side = dm.hparams.input_size[1]
+    mirrored = torch.from_numpy(np.stack([dm.encode.codec.encode(
+        np.stack([side - 1 - s["joints"][flip_index, 0], s["joints"][flip_index, 1]], 1), s["joints_vis"][flip_index])[0]
+        for s in samples]))
+
+    for flip in (None, flip_index):
+        answers = iter([targets, mirrored])  # the ground truth of the crops, then of the mirrored crops
+        pred, _ = predict_landmarks(lambda crops: next(answers), torch.stack([s["image"] for s in samples]),
+                                    torch.stack([s["center"] for s in samples]),
+                                    torch.stack([s["scale"] for s in samples]), task.codec, "dark", flip)
+        gt = np.stack([r.joints for r in dm.val_set.records]).astype(np.float64)
+        box = np.array([r.box_size for r in dm.val_set.records])
+        errors = nme(pred, gt, normalizers(gt, task.keypoints.extra, box))
+        assert errors.max() < 0.005, (flip, errors)
 
 
 def test_evaluation_nme_equals_hand_computed_offsets_and_scores_subsets(tmp_path: Path) -> None:
@@ -185,3 +196,29 @@ def test_face_json_of_mmpose_reads_through_the_datamodule(tmp_path: Path) -> Non
                         num_workers=0)
     dm.setup("validate")
     assert dm.val_set[0]["target"].shape == (19, 64, 64)
+
+
+def test_official_options_score_as_the_official_pipeline(tmp_path: Path) -> None:
+    """``decode: official``, ``flip_test: false``, ``data.crop: official``: the logged NME is that of the official
+    pipeline run by hand: the official crop of each record, the network, ``decode_preds``, ``compute_nme``."""
+    import lightning as L
+
+    from hrnet.files import normalize_image
+    from hrnet.tasks.face.datasets import read_face_image
+    from hrnet.tasks.face.official import official_crop, official_decode
+
+    torch.manual_seed(0)
+    dm = FaceDataModule(**write_format(tmp_path, "300w"), keypoints="300w", sigma=1.0, crop="official", num_workers=0)
+    task = FaceLandmarkDetection(model="face_hrnet_w18_small", keypoints="300w", sigma=1.0, decode="official",
+                                 flip_test=False)
+    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).validate(task, datamodule=dm, verbose=False)
+    errors = []
+    task.eval()
+    with torch.no_grad():
+        for rec in dm.val_set.records:
+            crop = official_crop(read_face_image(rec.image_file), rec.center, float(rec.scale[0]), (256, 256))
+            heatmaps = task.model(torch.from_numpy(normalize_image(crop))[None])
+            pts = official_decode(heatmaps.numpy(), rec.center[None], np.array([rec.scale[0]]), (64, 64))[0]
+            interocular = np.linalg.norm(rec.joints[36] - rec.joints[45])
+            errors.append(np.linalg.norm(pts - rec.joints, axis=1).mean() / interocular)
+    assert task.last_metrics["nme"] == pytest.approx(np.mean(errors), rel=1e-5)

@@ -55,27 +55,30 @@ def make_face_data(root: Path, cfg: FaceDemoConfig) -> dict[str, str]:
 
 @torch.no_grad()
 def save_face_grid(task: Any, dataset: Any, path: Path, n: int = 12, cols: int = 4) -> None:
-    """Predicted (red) and true (green) landmarks of the first ``n`` held-out faces, on their crops."""
-    from ..keypoints.topdown import predict_heatmaps
+    """Predicted (red) and true (green) landmarks of the first ``n`` held-out faces, on their images."""
+    from ..tasks.face.module import predict_landmarks
 
     task.eval()
     samples = [dataset[i] for i in range(min(n, len(dataset)))]
-    heatmaps = predict_heatmaps(task.model, torch.stack([s["image"] for s in samples]), task.keypoints.flip_index)
-    stride = np.array(task.codec.stride)
-    coords, _ = task.codec.decode(heatmaps.numpy(), task.hparams.decode if task.hparams.decode != "official" else None)
+    flip_index = task.keypoints.flip_index if task.hparams.flip_test else None
+    landmarks, _ = predict_landmarks(task.model, torch.stack([s["image"] for s in samples]),
+                                     torch.stack([s["center"] for s in samples]),
+                                     torch.stack([s["scale"] for s in samples]), task.codec, task.hparams.decode,
+                                     flip_index)
     tiles = []
-    for s, pred in zip(samples, coords):
-        crop = dataset.load_sample(int(s["index"]))["image"].copy()
-        for x, y in s["joints"].numpy():
-            cv2.circle(crop, (round(float(x)), round(float(y))), 1, (0, 220, 0), -1)
-        for x, y in pred * stride:
-            cv2.circle(crop, (round(float(x)), round(float(y))), 1, (255, 40, 40), -1)
-        tiles.append(crop)
-    h, w = tiles[0].shape[:2]
+    for s, pred in zip(samples, landmarks):
+        record = dataset.records[int(s["index"])]
+        image = dataset.read_image(record).copy()
+        for points, colour in ((record.joints, (0, 220, 0)), (pred, (255, 40, 40))):
+            for x, y in points:
+                cv2.circle(image, (round(float(x)), round(float(y))), 1, colour, -1, cv2.LINE_AA)
+        tiles.append(image)
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
     grid = np.zeros((math.ceil(len(tiles) / cols) * h, cols * w, 3), np.uint8)
     for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
-        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
+        grid[r * h:r * h + tile.shape[0], c * w:c * w + tile.shape[1]] = tile
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 

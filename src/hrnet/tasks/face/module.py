@@ -4,6 +4,7 @@ heatmaps, flip-test inference, DARK / argmax / official decoding, NME, failure r
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from torch.nn import functional as F
 from ...files import write_atomic
 from ...keypoints.codec import HeatmapCodec
 from ...keypoints.sets import resolve_keypoints
-from ...keypoints.topdown import heatmaps_to_image_keypoints, predict_heatmaps
+from ...keypoints.codec import flip_back
+from ...keypoints.geometry import transform_preds
+from ...models import load_checkpoint
 from ..base import (
     EvaluationHooks,
     broadcast_from_zero,
@@ -31,15 +34,33 @@ from .official import official_decode
 DECODERS = ("dark", "argmax", "official")
 
 
-def decode_landmarks(codec: HeatmapCodec, heatmaps: Tensor, centers: Tensor, scales: Tensor,
-                     decode: str) -> np.ndarray:
-    """(B, K, h, w) heatmaps -> (B, K, 2) landmarks in image pixels through each crop: ``official``
-    (``lib/core/evaluation.py decode_preds``: argmax, quarter offset, +0.5, integer back-projection) or our
-    float back-projection of ``argmax`` / ``dark``."""
+@torch.no_grad()
+def predict_landmarks(model: torch.nn.Module, images: Tensor, centers: Tensor, scales: Tensor, codec: HeatmapCodec,
+                      decode: str, flip_index: Sequence[int] | None = None) -> tuple[np.ndarray, Tensor]:
+    """(B, 3, H, W) crops -> ((B, K, 2) landmarks in image pixels, (B, K, h, w) heatmaps of the crops).
+
+    ``official``: ``lib/core/evaluation.py decode_preds`` (argmax, quarter offset, +0.5, integer back-projection;
+    with ``flip_index``, the heatmaps averaged with the mirrored ones shifted a pixel, as pose's flip test).
+    ``argmax`` / ``dark``: decoded and back-projected in float; the flip test averages coordinates: a crop pixel
+    ``x`` of the mirrored crop is ``W - 1 - x``, i.e. heatmap ``w - 1 / stride - u``, which no whole-pixel shift
+    of the heatmaps reproduces (with the unbiased targets, a shifted heatmap average is off by a quarter pixel).
+    """
+    heatmaps = model(images).float()
+    flipped = model(torch.flip(images, dims=[3])).float() if flip_index is not None else None
     if decode == "official":
-        return official_decode(heatmaps.float().cpu().numpy(), centers.cpu().numpy(), scales[:, 0].cpu().numpy(),
-                               codec.heatmap_size)
-    return heatmaps_to_image_keypoints(codec, heatmaps, centers, scales, decode)[..., :2]
+        averaged = heatmaps if flipped is None else (heatmaps + flip_back(flipped, flip_index, shift=True)) / 2
+        return official_decode(averaged.cpu().numpy(), centers.cpu().numpy(), scales[:, 0].cpu().numpy(),
+                               codec.heatmap_size), heatmaps
+    coords, _ = codec.decode(heatmaps.cpu().numpy(), decode)
+    if flipped is not None:
+        mirrored, _ = codec.decode(flipped.cpu().numpy(), decode)
+        mirrored = mirrored[:, list(flip_index)]
+        mirrored[..., 0] = codec.heatmap_size[1] - 1 / codec.stride[0] - mirrored[..., 0]
+        coords = (coords + mirrored) / 2
+    size_wh = (codec.heatmap_size[1], codec.heatmap_size[0])
+    landmarks = np.stack([transform_preds(c, center, scale, size_wh) for c, center, scale in
+                          zip(coords, centers.cpu().numpy(), scales.cpu().numpy())])
+    return landmarks.astype(np.float32), heatmaps
 
 
 class FaceLandmarkDetection(EvaluationHooks, L.LightningModule):
@@ -52,6 +73,8 @@ class FaceLandmarkDetection(EvaluationHooks, L.LightningModule):
         input_size, sigma, unbiased: the crop, the target sigma in heatmap pixels (official 1.5, 300W 1.0), and
             DARK's unbiased targets (the default) instead of integer-centred ones.
         pretrained: an ImageNet HRNet-W18-C checkpoint for the backbone (loaded ``strict=False``).
+        weights: a whole face model's checkpoint (ours or official, e.g. ``HR18-WFLW.pth``), loaded exactly: to
+            evaluate or fine-tune it.
         decode: ``dark`` (default), ``argmax`` (float back-projection) or ``official`` (the official arithmetic,
             with ``flip_test: false`` and ``data.crop: official`` an official checkpoint scores as officially).
         normalizer: ``interocular`` (the official NME: outer eye corners; AFLW the box size) or ``interpupil``
@@ -69,9 +92,9 @@ class FaceLandmarkDetection(EvaluationHooks, L.LightningModule):
         sigma: float = 1.5,
         unbiased: bool = True,
         pretrained: str | None = None,
+        weights: str | None = None,
         decode: str = "dark",
         flip_test: bool = True,
-        shift_heatmap: bool = True,
         normalizer: str = "interocular",
         lr: float = 1e-4,
         weight_decay: float = 0.0,
@@ -93,6 +116,8 @@ class FaceLandmarkDetection(EvaluationHooks, L.LightningModule):
         self.keypoints = resolve_keypoints(keypoints)
         self.model, self.memory_format = build_task_model(model, pretrained, grad_checkpointing, channels_last,
                                                           num_landmarks=self.keypoints.num_joints)
+        if weights:
+            load_checkpoint(self.model, weights)
         self.codec = HeatmapCodec.from_spec(self.keypoints, input_size, sigma=sigma, unbiased=unbiased,
                                             decode="argmax" if decode == "official" else decode)
         self._predictions: list[dict[str, Any]] = []
@@ -108,8 +133,8 @@ class FaceLandmarkDetection(EvaluationHooks, L.LightningModule):
 
     def _evaluate_batch(self, batch: dict[str, Tensor]) -> None:
         flip_index = self.keypoints.flip_index if self.hparams.flip_test else None
-        heatmaps = predict_heatmaps(self, batch["image"], flip_index, self.hparams.shift_heatmap)
-        landmarks = decode_landmarks(self.codec, heatmaps, batch["center"], batch["scale"], self.hparams.decode)
+        landmarks, heatmaps = predict_landmarks(self, batch["image"], batch["center"], batch["scale"], self.codec,
+                                                self.hparams.decode, flip_index)
         losses = F.mse_loss(heatmaps, batch["target"].float(), reduction="none").flatten(1).mean(1)
         for i in range(landmarks.shape[0]):
             self._predictions.append({"index": int(batch["index"][i]), "landmarks": landmarks[i],

@@ -17,7 +17,6 @@ from ...files import normalize_image
 from ...keypoints.codec import HeatmapCodec
 from ...keypoints.geometry import PIXEL_STD, crop_image
 from ...keypoints.sets import KEYPOINT_SPECS, KeypointSpec, resolve_keypoints
-from ...keypoints.topdown import predict_heatmaps
 from ...models import get_preset
 from ..base import (
     Box,
@@ -27,7 +26,7 @@ from ..base import (
     add_top_down_arguments,
     checkpoint_settings,
 )
-from .module import decode_landmarks
+from .module import predict_landmarks
 
 HEAD_WEIGHT = "head.last_layer.3.weight"
 """The face head's last conv: its output channels are the landmark count."""
@@ -127,9 +126,9 @@ class FacePredictor(Predictor):
             centers.append(center)
             scales.append(scale)
         images = torch.from_numpy(np.stack(crops)).to(self.device)
-        heatmaps = predict_heatmaps(self.model, images, self.keypoints.flip_index if self.flip_test else None)
-        landmarks = decode_landmarks(self.codec, heatmaps, torch.from_numpy(np.stack(centers)),
-                                     torch.from_numpy(np.stack(scales)), self.decode)
+        landmarks, heatmaps = predict_landmarks(self.model, images, torch.from_numpy(np.stack(centers)),
+                                                torch.from_numpy(np.stack(scales)), self.codec, self.decode,
+                                                self.keypoints.flip_index if self.flip_test else None)
         confidence = heatmaps.flatten(2).amax(2).clamp(0, 1).cpu().numpy()
         return [{"landmarks": pts, "confidence": conf, "box": list(map(float, b[:4])), "score": float(b[4])}
                 for pts, conf, b in zip(landmarks, confidence, boxes)]
