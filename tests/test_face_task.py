@@ -90,7 +90,7 @@ def test_ground_truth_through_encode_decode_and_back_projection_has_nme_under_ha
 
     for flip in (None, flip_index):
         answers = iter([targets, mirrored])  # the ground truth of the crops, then of the mirrored crops
-        pred, _ = predict_landmarks(lambda crops: next(answers), torch.stack([s["image"] for s in samples]),
+        pred, _ = predict_landmarks(lambda crops, answers=answers: next(answers), torch.stack([s["image"] for s in samples]),
                                     torch.stack([s["center"] for s in samples]),
                                     torch.stack([s["scale"] for s in samples]), task.codec, "dark", flip)
         gt = np.stack([r.joints for r in dm.val_set.records]).astype(np.float64)

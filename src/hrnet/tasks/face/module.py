@@ -15,10 +15,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ...files import write_atomic
-from ...keypoints.codec import HeatmapCodec
-from ...keypoints.sets import resolve_keypoints
-from ...keypoints.codec import flip_back
+from ...keypoints.codec import HeatmapCodec, flip_back
 from ...keypoints.geometry import transform_preds
+from ...keypoints.sets import resolve_keypoints
 from ...models import load_checkpoint
 from ..base import (
     EvaluationHooks,
