@@ -25,9 +25,11 @@ from PIL import Image
 import hrnet
 from hrnet.cli import main
 from hrnet.files import read_image
+from hrnet.synthetic.faces import make_synthetic_300w
 from hrnet.synthetic.objects import make_synthetic_coco_instances
 from hrnet.synthetic.people import make_synthetic_coco_keypoints
 from hrnet.tasks.detection.data import CocoInstances
+from hrnet.tasks.face.datasets import read_cofw_mat, read_landmark_csv
 from hrnet.tasks.pose.coco import CocoKeypoints
 from hrnet.tasks.segmentation.datasets import FolderSegmentation
 
@@ -154,6 +156,27 @@ def detection_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
     ]
 
 
+def face_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
+    """The official face lists (300W CSV) and COFW's .mat: missing columns, wrong counts, missing images."""
+    csv = make_synthetic_300w(root / "faces", split="val", num_images=2, image_size=(64, 64), seed=0)
+    header, *rows = csv.read_text().splitlines()
+
+    def variant(name: str, lines: list[str]) -> Callable[[], str]:
+        path = root / "faces" / f"{name}.csv"
+        path.write_text("\n".join(lines) + "\n")
+        return lambda: f"{len(read_landmark_csv(path, root / 'faces', '300w'))} faces"
+
+    not_mat = root / "faces" / "COFW_test_color.mat"
+    not_mat.write_bytes(b"MATLAB 5.0 MAT-file")
+    return [
+        ("face list (300W CSV): a row without its last landmark", variant("short", [header, rows[0].rsplit(",", 2)[0]])),
+        ("face list: 98 landmarks' columns read as 300W", variant("wflw", [header, rows[0] + ",1.0" * 60])),
+        ("face list: a coordinate not a number", variant("nan", [header, rows[0].replace(",", ",x", 1)])),
+        ("face list: an image file missing", variant("gone", [header, rows[0].replace("000000.jpg", "gone.jpg")])),
+        ("COFW: a .mat file that is not MATLAB v7.3", lambda: read_cofw_mat(not_mat, "test")),
+    ]
+
+
 def segmentation_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
     cases = []
     for i, (name, mask) in enumerate((("mask of another size", np.zeros((16, 48), np.uint8)),
@@ -198,7 +221,8 @@ def run() -> list[tuple[str, str]]:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        cases = image_cases(root) + coco_cases(root) + detection_cases(root) + segmentation_cases(root) + \
+        cases = image_cases(root) + coco_cases(root) + detection_cases(root) + face_cases(root) + \
+            segmentation_cases(root) + \
             checkpoint_cases(root)
         (root / "predict_in").mkdir()
         for name in ("photo.jpg", "cut.jpg"):
