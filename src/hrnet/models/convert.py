@@ -30,6 +30,7 @@ WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 # Keys only an mmdetection detector has (its layout: hrnet.models.mmdet); ours are backbone.neck., rpn., roi_heads.
 MMDET_PREFIXES = ("neck.reduction_conv.", "rpn_head.", "roi_head.", "bbox_head.")
 FACE_HEAD = ("head.", "last_layer.")  # face repository name -> our V2Head name
+OFFICIAL_HEAD_NAMES = {"face": FACE_HEAD}  # checkpoint family -> (official head name, ours), where they differ
 
 
 class CheckpointError(ValueError):
@@ -115,8 +116,9 @@ def to_official(sd: Mapping[str, Tensor], family: str) -> "OrderedDict[str, Tens
             k = k[len("backbone."):]
         elif k.startswith("head."):
             k = k[len("head."):]
-            if family == "face" and k.startswith(FACE_HEAD[1]):
-                k = FACE_HEAD[0] + k[len(FACE_HEAD[1]):]
+            official, ours = OFFICIAL_HEAD_NAMES.get(family, ("", ""))
+            if ours and k.startswith(ours):
+                k = official + k[len(ours):]
         out["model." + k if family == "seg" else k] = v
     return out
 
