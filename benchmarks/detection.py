@@ -1,7 +1,7 @@
 """CPU inference speed of the HRNetV2p detectors next to torchvision's ``fasterrcnn_resnet50_fpn``, same run, same
 image, same thresholds; and what ``hrnet.inference.prepare`` on the backbone + neck does to speed and to box AP.
 
-    python benchmarks/detection.py [--size 800 1333] [--rounds 3] [--demo runs/demo_detection]
+    python benchmarks/detection.py [--size 800 1333] [--rounds 3] [--demo runs/demo_detection [--demo-only]]
 
 Every detector gets one 800x1333 image (random weights: the RPN still hands 1,000 proposals to the RoI heads,
 so the heads do their full work; torchvision's resize is a no-op at that size) with torchvision's defaults
@@ -94,7 +94,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=[800, 1333], metavar=("H", "W"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--demo", type=Path, help="a detection demo folder: also measure prepare's effect on AP")
+    parser.add_argument("--demo-only", action="store_true", help="with --demo: only the AP effect, no speed runs")
     args = parser.parse_args()
+    if args.demo_only:
+        if args.demo is None:
+            parser.error("--demo-only needs --demo")
+        demo_quality(args.demo)
+        return
     torch.manual_seed(0)
     peak32, peak16 = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
     print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch "

@@ -22,24 +22,24 @@ class DetectionDemoConfig:
     model: str = "maskrcnn_hrnetv2p_w18_small"
     image_size: tuple[int, int] = (128, 160)
     neck_channels: int = 64
-    head_channels: int = 128
-    roi_batch_size: int = 128
+    head_channels: int = 64
+    roi_batch_size: int = 64
     rpn_proposals: int = 500
-    objects_per_image: tuple[int, int] = (1, 4)
-    train_images: int = 400
+    objects_per_image: tuple[int, int] = (2, 5)
+    train_images: int = 600
     val_images: int = 60
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 4
     optimizer: str = "sgd"
     lr: float = 0.02
     weight_decay: float = 1e-4
-    lr_steps: tuple[int, ...] = (6, 7)
+    lr_steps: tuple[int, ...] = (8, 9)
     warmup_iters: int = 100
-    val_every: int = 4
+    val_every: int = 5
     train_seed: int = 0
     val_seed: int = 1
     num_workers: int = 1
-    precision: str = "auto"
+    precision: str = "32-true"  # bf16 autocast measured slower than fp32 on an AMD EPYC without AMX
 
 
 def make_detection_data(root: Path, cfg: DetectionDemoConfig) -> None:
