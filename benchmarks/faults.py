@@ -210,7 +210,7 @@ def cli_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
     config.write_text("model:\n  model: pose_hrnet_w18_small\n  lr_stepz: [1]\n")
     return [
         ("`hrnet fit`: a config key that does not exist", lambda: main(["fit", "--config", str(config)])),
-        ("`hrnet fit`: a preset without a pipeline", lambda: main(["fit", "--model.model", "hrnet_w32"])),
+        ("`hrnet fit`: a preset without a pipeline", lambda: main(["fit", "--model.model", "higher_hrnet_w32"])),
         ("`hrnet predict`: a folder with a truncated JPEG", lambda: main([
             "predict", str(root / "predict_in"), "--weights", str(root / "w32.pth"), "--model", "pose_hrnet_w32",
             "--out", str(root / "predict_out")])),

@@ -27,13 +27,12 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .heads import V2pNeck
-from .hrnet import HRNetBackbone
+from .hrnet import BACKBONE_PARTS, HRNetBackbone
 from .presets import DETECTORS
 from .spec import HRNetSpec
 
 STRIDES = (4, 8, 16, 32, 64)
 ROI_LEVELS = ["0", "1", "2", "3"]  # RoIs are pooled from strides 4..32, the RPN uses all five levels
-BACKBONE_PARTS = ("stem", "stage1", "stage2", "stage3", "stage4")
 BATCH_NORM_MODES = ("eval", "frozen", "train")
 
 
@@ -61,7 +60,7 @@ class HRNetV2p(nn.Module):
         self.batch_norm = batch_norm
         frozen = BACKBONE_PARTS[:len(BACKBONE_PARTS) - trainable_layers]
         for part in frozen:
-            for p in _part(self.body, part).parameters():
+            for p in self.body.part(part).parameters():
                 p.requires_grad_(False)
         for conv in self.neck.modules():
             if isinstance(conv, nn.Conv2d):  # mmdetection's HRFPN.init_weights: caffe2_xavier_init
@@ -78,16 +77,6 @@ class HRNetV2p(nn.Module):
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return self.neck(self.body(x))
-
-
-def _part(body: HRNetBackbone, part: str) -> nn.Module:
-    """The modules of one of :data:`BACKBONE_PARTS` (a stage with the transition that feeds it)."""
-    if part == "stem":
-        return nn.ModuleList([body.conv1, body.bn1, body.conv2, body.bn2])
-    n = int(part[-1])
-    if n == 1:
-        return body.layer1
-    return nn.ModuleList([getattr(body, f"transition{n - 1}"), getattr(body, f"stage{n}")])
 
 
 def _freeze_batch_norm(module: nn.Module) -> nn.Module:

@@ -111,7 +111,12 @@ class ClassificationHead(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.num_features = num_features
-        self.classifier: nn.Module = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
+        self.classifier: nn.Module = nn.Identity()
+        self.reset_classifier(num_classes)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new linear classifier (PyTorch's default init) for ``num_classes``; 0 returns pooled features."""
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward(self, xs: list[Tensor]) -> Tensor:
         """-> (B, num_classes) logits."""

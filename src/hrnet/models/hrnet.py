@@ -99,6 +99,11 @@ def make_transition(prev: Sequence[int], cur: Sequence[int], bn_momentum: float)
     return nn.ModuleList(layers)
 
 
+BACKBONE_PARTS = ("stem", "stage1", "stage2", "stage3", "stage4")
+"""What freezing counts in (torchvision's ``trainable_backbone_layers``): the stem, then each stage with the
+transition that feeds it."""
+
+
 class HRNetBackbone(nn.Module):
     """Stem + stages; returns the list of multi-resolution features (strides 4, 8, 16, 32).
 
@@ -145,6 +150,17 @@ class HRNetBackbone(nn.Module):
             )
             in_channels = stage.out_channels
         return nn.Sequential(*modules)
+
+    def part(self, name: str) -> nn.Module:
+        """The modules of one of :data:`BACKBONE_PARTS` (a stage with the transition that feeds it)."""
+        if name not in BACKBONE_PARTS[:self.num_stages + 1]:
+            raise ValueError(f"backbone part must be one of {BACKBONE_PARTS[:self.num_stages + 1]}, got {name!r}")
+        if name == "stem":
+            return nn.ModuleList([self.conv1, self.bn1, self.conv2, self.bn2])
+        n = int(name[-1])
+        if n == 1:
+            return self.layer1
+        return nn.ModuleList([getattr(self, f"transition{n - 1}"), getattr(self, f"stage{n}")])
 
     def set_grad_checkpointing(self, stages: bool | Iterable[int] = True) -> None:
         """Recompute activations of the given stages (1-4) in backward instead of storing them.
@@ -207,6 +223,13 @@ class HRNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised classifier for ``num_classes`` (0: pooled features), as timm's; only
+        classification heads have one."""
+        if not hasattr(self.head, "reset_classifier"):
+            raise ValueError(f"{type(self.head).__name__} has no classifier to reset")
+        self.head.reset_classifier(num_classes)
 
     def set_grad_checkpointing(self, stages: bool | Iterable[int] = True) -> None:
         """See :meth:`HRNetBackbone.set_grad_checkpointing`."""

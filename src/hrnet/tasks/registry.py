@@ -3,7 +3,7 @@
 ``hrnet predict``, ``hrnet fit|validate|test``, ``hrnet demo`` and ``hrnet export`` read :data:`TASKS`;
 nothing else in the package lists tasks. A task's classes are imported when it is used, so building the
 command line does not import Lightning. Presets name their task with the same identifiers
-(``Preset.task``); presets whose task has no entry here (``classification``, ``bottomup`` today)
+(``Preset.task``); presets whose task has no entry here (``bottomup`` today)
 still build, load checkpoints and export, and the commands that need a pipeline say which tasks have one.
 
 Adding a task: its folder under ``tasks/``, one :class:`Task` entry below, its demo, configs and tests.
@@ -122,6 +122,25 @@ def _face_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
     return FaceDemoConfig, run_face_demo
 
 
+def _classification_lightning() -> tuple[type, type]:
+    from .classification.data import ClassificationDataModule
+    from .classification.module import ImageClassification
+
+    return ImageClassification, ClassificationDataModule
+
+
+def _classification_predictor() -> type:
+    from .classification.predict import ClassificationPredictor
+
+    return ClassificationPredictor
+
+
+def _classification_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
+    from ..demos.classification import ClassificationDemoConfig, run_classification_demo
+
+    return ClassificationDemoConfig, run_classification_demo
+
+
 TASKS: dict[str, Task] = {task.name: task for task in (
     Task("pose", "top-down human pose (HRNetV1): COCO / MPII keypoints, OKS AP, PCKh",
          _pose_lightning, _pose_predictor, settings=("keypoints", "sigma", "decode"),
@@ -136,6 +155,9 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     Task("face", "facial landmarks (HRNetV2): WFLW, 300W, COFW, AFLW; NME, failure rate, AUC",
          _face_lightning, _face_predictor, settings=("keypoints", "sigma", "decode", "input_size"),
          linked=("input_size", "sigma", "unbiased", "keypoints"), demo=_face_demo, demo_out="runs/demo_face"),
+    Task("classification", "image classification (HRNet-C): ImageNet, ImageFolder, WebDataset; top-1 / top-5",
+         _classification_lightning, _classification_predictor, settings=("num_classes", "class_names"),
+         linked=("model",), demo=_classification_demo, demo_out="runs/demo_classification"),
 )}
 """Every task with a pipeline, by name; the first is the default where no preset names one."""
 

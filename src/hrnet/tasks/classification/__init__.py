@@ -1,0 +1,1 @@
+"""Image classification (HRNet-C): ImageNet / image-folder / WebDataset data, training, evaluation, prediction."""
