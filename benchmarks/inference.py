@@ -1,8 +1,8 @@
 """Inference speed, side by side on the same weights and inputs: timm's HRNet (the peer a user would
-pick, eager fp32, features only) against ours in every `hrnet.inference.prepare` mode, with the torch
+pick, eager fp32, features only; for classification the whole classifier) against ours in every `hrnet.inference.prepare` mode, with the torch
 backend and (when openvino is installed) the OpenVINO backend.
 
-    python benchmarks/inference.py [--quick | --scaling] [--only pose|seg] [--no-compile] [--modes M1,M2]
+    python benchmarks/inference.py [--quick | --scaling] [--only pose|seg|cls] [--no-compile] [--modes M1,M2]
                                    [--tune-malloc]
 
 All modes of a workload are built first, then timed in interleaved rounds (see :func:`measure`):
@@ -75,6 +75,10 @@ def timm_peer(preset: str, ours: torch.nn.Module) -> torch.nn.Module:
 
     from hrnet.models.convert import to_official
 
+    if preset in CLASSIFIERS:  # the whole classifier, the same architecture as ours
+        peer = timm.create_model(preset, pretrained=False)
+        peer.load_state_dict(to_official(ours.state_dict(), "cls"))
+        return peer.eval()
     width = {"pose_hrnet_w32": "hrnet_w32", "seg_hrnet_w48": "hrnet_w48"}[preset]
     peer = timm.create_model(width, pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4))
     _, unexpected = peer.load_state_dict(to_official(ours.backbone.state_dict(), "cls"), strict=False)
@@ -83,6 +87,8 @@ def timm_peer(preset: str, ours: torch.nn.Module) -> torch.nn.Module:
 
 
 TIMM = "timm eager fp32 (features)"
+TIMM_CLASSIFIER = "timm eager fp32"
+CLASSIFIERS = ("hrnet_w18", "hrnet_w48")
 
 
 def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, Callable[[], torch.nn.Module]]:
@@ -121,7 +127,7 @@ def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds:
         fastest = next(n for n in ("ours openvino bf16", "ours prepare bf16 + compile", "ours prepare fp32 + compile")
                        if n in table)
         table = {fastest: table[fastest]}
-    fns = {TIMM: timm_peer(preset, ours)}
+    fns = {TIMM_CLASSIFIER if preset in CLASSIFIERS else TIMM: timm_peer(preset, ours)}
     fns.update((name, build()) for name, build in table.items()
                if not only_modes or any(m in name for m in only_modes))
     return measure(fns, x, seconds, rounds)
@@ -130,7 +136,8 @@ def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="pose only")
-    parser.add_argument("--only", choices=["pose", "seg"], help="run only the pose or the segmentation workloads")
+    parser.add_argument("--only", choices=["pose", "seg", "cls"],
+                        help="run only the pose, segmentation or classification (hrnet_w18 / w48 at 224) workloads")
     parser.add_argument("--scaling", action="store_true",
                         help="timm and our fastest mode only, pose_hrnet_w32 over batch 1-8 and input sizes "
                         "up to 512x1024")
@@ -150,11 +157,13 @@ def main() -> None:
     workloads = [("pose_hrnet_w32", (256, 192), 1), ("pose_hrnet_w32", (256, 192), 8)]
     if not args.quick:
         workloads.append(("seg_hrnet_w48", (512, 1024), 1))
+        workloads += [(name, (224, 224), batch) for name in CLASSIFIERS for batch in (1, 8)]
     if args.scaling:
         workloads = [("pose_hrnet_w32", (256, 192), b) for b in (1, 2, 4, 8)]
         workloads += [("pose_hrnet_w32", (384, 288), b) for b in (1, 8)] + [("pose_hrnet_w32", (512, 1024), 1)]
     if args.only:
-        workloads = [w for w in workloads if w[0].startswith(args.only)]
+        workloads = [w for w in workloads if (w[0] in CLASSIFIERS) == (args.only == "cls")
+                     and (args.only == "cls" or w[0].startswith(args.only))]
     print("| model | input | batch | mode | ms/image | images/s | x timm | % of GEMM peak |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for preset, size, batch in workloads:
@@ -164,7 +173,8 @@ def main() -> None:
                       args.modes.split(",") if args.modes else None)
         for mode, times in samples.items():
             sec = statistics.median(times)
-            speedup = statistics.median(t / s for t, s in zip(samples[TIMM], times))
+            peer = samples[TIMM_CLASSIFIER if preset in CLASSIFIERS else TIMM]
+            speedup = statistics.median(t / s for t, s in zip(peer, times))
             peak = peak16 if "bf16" in mode or "int8" in mode else peak32
             print(f"| {preset} | {size[0]}x{size[1]} | {batch} | {mode} | {sec / batch * 1000:.1f} | "
                   f"{batch / sec:.2f} | {speedup:.2f} | {100 * flops * batch / sec / peak:.0f}% |", flush=True)
