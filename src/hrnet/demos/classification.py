@@ -24,12 +24,15 @@ class ClassificationDemoConfig:
     image_size: int = 64
     train_images: int = 2400
     val_images: int = 400
-    epochs: int = 12
+    epochs: int = 14
     batch_size: int = 32
-    lr: float = 0.05
+    optimizer: str = "adamw"
+    lr: float = 4e-3
+    weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    val_every: int = 4
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    val_every: int = 7
     train_seed: int = 0
     val_seed: int = 1
     num_workers: int = 1
@@ -88,12 +91,14 @@ def run_classification_demo(out: Path, cfg: ClassificationDemoConfig = Classific
     print(f"data: {cfg.train_images} train / {cfg.val_images} held-out images of {len(names)} classes in "
           f"{out / 'data'} (ImageFolder layout, {time.perf_counter() - start:.0f} s)")
     L.seed_everything(cfg.train_seed, verbose=False)
-    model = ImageClassification(model=cfg.model, num_classes=len(names), lr=cfg.lr, schedule="cosine",
+    model = ImageClassification(model=cfg.model, num_classes=len(names), optimizer=cfg.optimizer, lr=cfg.lr,
+                                weight_decay=cfg.weight_decay, schedule="cosine",
                                 warmup_epochs=cfg.warmup_epochs, label_smoothing=cfg.label_smoothing,
                                 class_names=names, channels_last=True, results_dir=str(out))
     datamodule = ClassificationDataModule(dataset="folder", train_dir=str(out / "data" / "train"),
                                           val_dir=str(out / "data" / "val"), model=cfg.model,
                                           input_size=(cfg.image_size, cfg.image_size), crop_pct=1.0,
+                                          crop_scale=cfg.crop_scale,
                                           batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                                           seed=cfg.train_seed)
     summary = fit_and_evaluate(out, model, datamodule, cfg, start, resume,

@@ -301,7 +301,8 @@ class ClassificationDataModule(LoaderHooks, L.LightningDataModule):
 
     Preprocessing: :func:`data_config` of preset ``model`` (the CLI links it to ``model.model``) and timm tag ``tag``
     (``model=None``: the official 224 / 0.875 / bilinear), each of ``input_size``, ``crop_pct``, ``interpolation``,
-    ``mean``, ``std`` overriding it when set. Folders train in :class:`~hrnet.seeding.SeededOrder` with mid-epoch
+    ``mean``, ``std`` overriding it when set; training crops are ``RandomResizedCrop(scale=crop_scale)`` (official
+    0.08-1) and a flip. Folders train in :class:`~hrnet.seeding.SeededOrder` with mid-epoch
     resume; shards as :class:`WebDatasetClassification` says, each (rank, worker) reading
     ``train_samples // (ranks x workers)`` samples rounded down to whole batches.
     """
@@ -323,6 +324,7 @@ class ClassificationDataModule(LoaderHooks, L.LightningDataModule):
         interpolation: str | None = None,
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 4,
@@ -376,7 +378,8 @@ class ClassificationDataModule(LoaderHooks, L.LightningDataModule):
 
     def _dataset(self, train: bool) -> Dataset:
         h = self.hparams
-        transform = train_transform(self.data_config) if train else eval_transform(self.data_config)
+        transform = train_transform(self.data_config, tuple(self.hparams.crop_scale)) if train else \
+            eval_transform(self.data_config)
         if h.dataset == "folder":
             data = ImageFolderClassification(h.train_dir if train else h.val_dir, transform, seed=h.seed)
             if data.class_names != self.class_names:
