@@ -5,7 +5,10 @@ seeded determinism, the DataModule, and the error messages."""
 from __future__ import annotations
 
 import io
+import json
 import re
+import subprocess
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -14,10 +17,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from hrnet.files import IMAGENET_MEAN, IMAGENET_STD
-from hrnet.tasks.base import collate
 from hrnet.tasks.classification.data import (
     CLASSIFICATION_PRESETS,
     ClassificationDataModule,
@@ -254,12 +255,25 @@ def test_webdataset_evaluation_split_covers_every_sample_once(tmp_path: Path) ->
 
 
 def test_webdataset_with_real_dataloader_workers(tmp_path: Path) -> None:
+    """Run in its own process: DataLoader worker processes leave this one (torch's SIGCHLD handling) where a later
+    OpenVINO test crashes."""
     pattern = write_shards(tmp_path / "shards", [2, 3, 1, 2])
-    indices = []
-    for rank in range(2):
-        data = WebDatasetClassification(pattern, eval_transform(SMALL), rank=rank, world_size=2, num_workers=2)
-        loader = DataLoader(data, batch_size=2, num_workers=2, collate_fn=collate)
-        indices += [int(i) for batch in loader for i in batch["index"]]
+    script = f"""
+import json
+from torch.utils.data import DataLoader
+from hrnet.tasks.base import collate
+from hrnet.tasks.classification.data import WebDatasetClassification, data_config, eval_transform
+indices = []
+for rank in range(2):
+    data = WebDatasetClassification({pattern!r}, eval_transform(data_config("hrnet_w18_small")), rank=rank,
+                                    world_size=2, num_workers=2)
+    indices += [int(i) for batch in DataLoader(data, batch_size=2, num_workers=2, collate_fn=collate)
+                for i in batch["index"]]
+print(json.dumps(indices))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    indices = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(indices) == len(set(indices)) == 8
 
 
