@@ -114,3 +114,63 @@ def test_two_process_evaluation_equals_one_process(tmp_path: Path) -> None:
     one = json.loads((tmp_path / "validate_one" / "classification_val.json").read_text())
     assert json.loads((tmp_path / "validate_two" / "classification_val.json").read_text()) == one
     assert sum(map(sum, one["confusion_matrix"]["rows_true_columns_predicted"])) == 23
+
+
+def test_ema_follows_the_warmed_up_decay_formula() -> None:
+    """First update: a copy; then ema = d ema + (1 - d) w with d = min(decay, (1 + n) / (10 + n)), n updates before
+    (TensorFlow ExponentialMovingAverage.s warm-up), for weights and BN running statistics; integer buffers are copied."""
+    task = ImageClassification(model="hrnet_w18_small", num_classes=3, ema_decay=0.5)
+    weight, mean = task.model.head.classifier.weight, task.model.backbone.bn1.running_mean
+    steps = [(torch.full_like(weight, v), torch.full_like(mean, -v)) for v in (1.0, 2.0, 4.0, 8.0)]
+    expected_w, expected_m = None, None
+    for n, (w, m) in enumerate(steps):
+        with torch.no_grad():
+            weight.copy_(w), mean.copy_(m)
+        task.model.backbone.bn1.num_batches_tracked.fill_(10 + n)
+        task.on_train_batch_end(None, None, n)
+        d = min(0.5, (1 + n) / (10 + n))  # n updates before this one
+        expected_w = w if expected_w is None else d * expected_w + (1 - d) * w
+        expected_m = m if expected_m is None else d * expected_m + (1 - d) * m
+    ema = task.ema.module
+    torch.testing.assert_close(ema.head.classifier.weight, expected_w)
+    torch.testing.assert_close(ema.backbone.bn1.running_mean, expected_m)
+    assert int(ema.backbone.bn1.num_batches_tracked) == 13
+    assert not any(p.requires_grad for p in task.ema.parameters())
+    x = torch.randn(1, 3, 32, 32)
+    task.eval()
+    torch.testing.assert_close(task(x), ema(x))
+    task.train()
+    torch.testing.assert_close(task(x.repeat(2, 1, 1, 1)), task.model(x.repeat(2, 1, 1, 1)))
+
+
+def test_ema_checkpoint_is_timm_layout_read_by_predict_and_restored_on_resume(tmp_path: Path) -> None:
+    import lightning as L
+
+    from hrnet.models.convert import read_checkpoint
+    from hrnet.tasks.classification.data import ClassificationDataModule
+
+    make_synthetic_image_folder(tmp_path / "data", split="train", images_per_class=1, image_size=32, seed=0)
+    data = ClassificationDataModule(dataset="folder", train_dir=str(tmp_path / "data" / "train"),
+                                    val_dir=str(tmp_path / "data" / "train"), model="hrnet_w18_small",
+                                    input_size=(32, 32), crop_pct=1.0, batch_size=4, num_workers=0)
+    task = ImageClassification(model="hrnet_w18_small", num_classes=12, lr=0.05, ema_decay=0.9)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        default_root_dir=str(tmp_path / "fit"))
+    trainer.fit(task, datamodule=data)
+    path = next((tmp_path / "fit").rglob("*.ckpt"))
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    assert checkpoint["ema_updates"] == 3
+    assert not [k for k in checkpoint["state_dict"] if k.startswith("ema.")]
+    ema = task.ema.module.state_dict()
+    for key, value in read_checkpoint(path).items():  # what predict / export / load_checkpoint read
+        torch.testing.assert_close(value, ema[key], rtol=0, atol=0)
+    assert not torch.equal(ema["head.classifier.weight"], task.model.state_dict()["head.classifier.weight"])
+    resumed = ImageClassification(model="hrnet_w18_small", num_classes=12, ema_decay=0.9)
+    resumed.on_load_checkpoint(checkpoint)  # as Lightning does, before loading state_dict
+    resumed.load_state_dict(checkpoint["state_dict"])
+    assert int(resumed.ema.n_averaged) == 3
+    for key, value in resumed.ema.module.state_dict().items():
+        torch.testing.assert_close(value, ema[key], rtol=0, atol=0)
+    for key, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, task.model.state_dict()[key], rtol=0, atol=0)

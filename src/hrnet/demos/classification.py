@@ -24,7 +24,7 @@ class ClassificationDemoConfig:
     image_size: int = 64
     train_images: int = 2400
     val_images: int = 400
-    epochs: int = 14
+    epochs: int = 18
     batch_size: int = 32
     optimizer: str = "adamw"
     lr: float = 4e-3
@@ -32,7 +32,7 @@ class ClassificationDemoConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     crop_scale: tuple[float, float] = (0.8, 1.0)
-    val_every: int = 7
+    val_every: int = 6
     train_seed: int = 0
     val_seed: int = 1
     num_workers: int = 1

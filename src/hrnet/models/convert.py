@@ -6,7 +6,7 @@ Formats read (see ``tests/data/manifests``):
   ``state_dict`` (``conv1.weight``, ``stage2.0.fuse_layers.0.1.0.weight``, ``final_layer.*``...);
 * official segmentation: the same keys under ``model.`` plus ``loss.criterion.weight``;
 * training checkpoints wrapping any of these in ``{"state_dict": ...}`` (official, Lightning,
-  timm's train script), with ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (torch.compile);
+  timm's train script; ``state_dict_ema`` first when present), with ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (torch.compile);
 * ours: ``backbone.<official backbone key>`` and ``head.<official head key>``;
 * ``.safetensors`` files (timm's hub format) as well as ``torch.save`` files.
 
@@ -25,7 +25,9 @@ import torch
 from torch import Tensor
 
 BACKBONE_PREFIXES = ("conv1.", "bn1.", "conv2.", "bn2.", "layer1.", "transition", "stage")
-WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "module")
+# An EMA of the weights, when a training checkpoint holds one (timm's train script, ours), is what its
+# author evaluated, and is read first, as timm's ``load_checkpoint(use_ema=True)``.
+WRAPPER_KEYS = ("state_dict_ema", "state_dict", "model", "module")
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 # Keys only an mmdetection detector has (its layout: hrnet.models.mmdet); ours are backbone.neck., rpn., roi_heads.
 MMDET_PREFIXES = ("neck.reduction_conv.", "rpn_head.", "roi_head.", "bbox_head.")

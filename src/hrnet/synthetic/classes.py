@@ -6,8 +6,9 @@ already sorted, so ``ImageFolder``'s ``class_to_idx`` is the index into :data:`C
 
 Each image is one object on clutter (a colour gradient with texture noise, distractor lines and blobs) with
 random colours, so the mean colour says nothing about the class: identity lies in structure alone. The object
-spans 0.5-1.0 of the image side at a random position and rotation (the stripe classes keep their orientation to
-within 12 degrees, as it is what defines them); then blur, pixel noise and a random JPEG quality. Objects are
+spans 0.5-1.0 of the image side (textures 0.7-1.0, to hold several periods) at a random position and rotation
+(the stripe classes keep their orientation to within 12 degrees, as it is what defines them); then blur, pixel
+noise and a random JPEG quality. Objects are
 painted from analytic signed distances in the object's frame (1-pixel anti-aliased edges), so one vectorised
 code path draws every class at any size.
 """
@@ -26,6 +27,7 @@ Painter = Callable[[np.ndarray, np.ndarray, float, float, np.random.Generator], 
 that is the second colour, both (H, W) in [0, 1]; ``dx``, ``dy`` are pixel offsets from the object's centre."""
 
 _STRIPE_JITTER = math.radians(12)
+_TEXTURES = ("checkerboard", "dots", "stripes_diagonal", "stripes_horizontal")  # need a bigger patch: several periods
 
 
 def _soft(distance: np.ndarray) -> np.ndarray:
@@ -87,8 +89,8 @@ def _stripes(dx: np.ndarray, dy: np.ndarray, radius: float, angle: float,
 
 def _checkerboard(dx: np.ndarray, dy: np.ndarray, radius: float, angle: float,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Squares of side 0.3-0.45 radius (at least 5 px) in two colours."""
-    cell = max(5.0, radius * rng.uniform(0.3, 0.45))
+    """Squares of side 0.35-0.5 radius (at least 7 px) in two colours."""
+    cell = max(7.0, radius * rng.uniform(0.35, 0.5))
     u, v = _rotate(dx, dy, angle)
     wave = np.sin(math.pi * u / cell) * np.sin(math.pi * v / cell)
     return _patch(dx, dy, radius, rng), np.clip(0.5 + wave * cell / math.pi, 0.0, 1.0)
@@ -96,11 +98,12 @@ def _checkerboard(dx: np.ndarray, dy: np.ndarray, radius: float, angle: float,
 
 def _dots(dx: np.ndarray, dy: np.ndarray, radius: float, angle: float,
           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A square grid of dots, spacing 0.4-0.55 radius (at least 8 px), dot radius 0.3 spacing."""
-    step = max(8.0, radius * rng.uniform(0.4, 0.55))
+    """A square grid of dots, spacing 0.45-0.6 radius (at least 10 px), dot radius 0.25 spacing: small round
+    islands of the second colour, where a checkerboard splits the area half and half."""
+    step = max(10.0, radius * rng.uniform(0.45, 0.6))
     u, v = _rotate(dx, dy, angle)
     u, v = u - step * np.round(u / step), v - step * np.round(v / step)
-    return _patch(dx, dy, radius, rng), _soft(0.3 * step - np.hypot(u, v))
+    return _patch(dx, dy, radius, rng), _soft(0.25 * step - np.hypot(u, v))
 
 
 def _bullseye(dx: np.ndarray, dy: np.ndarray, radius: float, angle: float,
@@ -182,7 +185,7 @@ def _clutter(rng: np.random.Generator, size: int) -> np.ndarray:
 def render_image(name: str, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     """One (size, size, 3) uint8 image of class ``name`` (before JPEG): clutter, the object, blur and noise."""
     image = _clutter(rng, size)
-    radius = 0.5 * size * rng.uniform(0.5, 1.0)
+    radius = 0.5 * size * rng.uniform(0.7 if name in _TEXTURES else 0.5, 1.0)
     centre = rng.uniform(radius, size - radius, 2)
     grid = np.arange(size, dtype=np.float32) + 0.5
     dx, dy = np.meshgrid(grid - centre[0], grid - centre[1])

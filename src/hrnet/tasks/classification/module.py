@@ -1,6 +1,6 @@
 """Image classification with HRNet-C (paper appendix) as a LightningModule: the official ImageNet recipe (SGD,
 nesterov, steps) or a modern one (cosine, label smoothing, mixup / cutmix), fine-tuning without code (new classifier,
-backbone learning-rate multiplier, frozen early stages), top-1 / top-5 gathered over ranks."""
+backbone learning-rate multiplier, frozen early stages), optional EMA weights, top-1 / top-5 gathered over ranks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel
 
 from ...files import write_atomic
 from ...models import BACKBONE_PARTS, load_checkpoint
@@ -26,6 +27,28 @@ from ..base import (
 )
 
 SCHEDULES = ("step", "cosine")
+EMA_PREFIX = "ema."
+
+
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The EMA decay after ``updates`` updates: ``min(decay, (1 + n) / (10 + n))``, TensorFlow's
+    ``ExponentialMovingAverage(num_updates=n)`` warm-up, so that early weights fade fast (the first update copies)."""
+    return min(decay, (1 + updates) / (10 + updates))
+
+
+def exponential_moving_average(decay: float) -> Any:
+    """A ``multi_avg_fn`` for ``AveragedModel``: ``ema = d * ema + (1 - d) * current`` with ``d`` from
+    :func:`ema_decay_at`, over all tensors of one dtype at once; integer buffers (BN's ``num_batches_tracked``) are
+    copied."""
+
+    @torch.no_grad()
+    def update(averaged: list[Tensor], current: list[Tensor], updates: Tensor | int) -> None:
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, 1.0 - ema_decay_at(decay, int(updates)))
+        else:
+            torch._foreach_copy_(averaged, current)
+
+    return update
 
 
 def topk_correct(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, Tensor]:
@@ -58,6 +81,9 @@ class ImageClassification(EvaluationHooks, L.LightningModule):
             ``cosine`` (to 0 over the run), each after ``warmup_epochs`` of linear warm-up.
         label_smoothing, mixup_alpha, cutmix_alpha: the modern recipe (torchvision's ``MixUp`` / ``CutMix``, one
             of them per batch when both are set).
+        ema_decay: above 0, an exponential moving average of the weights and BN statistics is kept
+            (:func:`ema_decay_at`, updated after every optimizer step); evaluation uses it, and checkpoints hold it
+            as ``state_dict_ema`` (timm's key), which ``hrnet predict`` / ``export`` / ``load_checkpoint`` prefer.
         backbone_lr_mult: the backbone's learning rate is ``lr x backbone_lr_mult`` (the head's is ``lr``).
         freeze_parts: the first that many of stem, stage 1, ..., stage 4 are frozen (``requires_grad=False``).
         class_names: saved for prediction (default: the training set's folder names).
@@ -83,6 +109,7 @@ class ImageClassification(EvaluationHooks, L.LightningModule):
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
+        ema_decay: float = 0.0,
         backbone_lr_mult: float = 1.0,
         freeze_parts: int = 0,
         class_names: list[str] | None = None,
@@ -98,6 +125,8 @@ class ImageClassification(EvaluationHooks, L.LightningModule):
                                      ("nonfinite", nonfinite, ("stop", "skip"))):
             if value not in allowed:
                 raise ValueError(f"model.{name} must be one of {allowed}, got {value!r}")
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"model.ema_decay must be in [0, 1) (0: no EMA), got {ema_decay}")
         if not 0 <= freeze_parts <= len(BACKBONE_PARTS):
             raise ValueError(f"model.freeze_parts must be in 0..{len(BACKBONE_PARTS)}, got {freeze_parts}")
         self.model, self.memory_format = build_task_model(model, None, grad_checkpointing, channels_last)
@@ -110,6 +139,10 @@ class ImageClassification(EvaluationHooks, L.LightningModule):
         for part in BACKBONE_PARTS[:freeze_parts]:
             self.model.backbone.part(part).requires_grad_(False)
         self.mix = self._mixing(num_classes, mixup_alpha, cutmix_alpha)
+        self.ema = (AveragedModel(self.model, multi_avg_fn=exponential_moving_average(ema_decay), use_buffers=True)
+                    if ema_decay > 0 else None)
+        if self.ema is not None:
+            self.ema.requires_grad_(False)  # never trained: DDP must not wait for its gradients
         self._predictions: list[dict[str, Any]] = []
         self.last_metrics: dict[str, float] = {}
 
@@ -129,8 +162,39 @@ class ImageClassification(EvaluationHooks, L.LightningModule):
         if dm is not None and self.hparams.class_names is None and getattr(dm, "class_names", None):
             self.hparams.class_names = list(dm.class_names)
 
+    @property
+    def network(self) -> nn.Module:
+        """The weights evaluation and prediction use: the EMA's when kept, else the trained model."""
+        return self.ema.module if self.ema is not None else self.model
+
     def forward(self, images: Tensor) -> Tensor:
-        return self.model(images.contiguous(memory_format=self.memory_format))
+        """Training: the trained model; evaluation: :attr:`network`."""
+        network = self.model if self.training else self.network
+        return network(images.contiguous(memory_format=self.memory_format))
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The EMA leaves ``state_dict`` (which stays the trained model, as official and timm) for
+        ``state_dict_ema``, under the model's own names; its update count stays for resuming."""
+        state = checkpoint["state_dict"]
+        ema = {k: state.pop(k) for k in [k for k in state if k.startswith(EMA_PREFIX)]}
+        if self.ema is not None:
+            checkpoint["ema_updates"] = int(ema.pop(EMA_PREFIX + "n_averaged"))
+            module = EMA_PREFIX + "module."
+            checkpoint["state_dict_ema"] = {"model." + k[len(module):]: v for k, v in ema.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Puts ``state_dict_ema`` back under the EMA's names before Lightning loads ``state_dict``; a checkpoint
+        without one starts the EMA from its weights."""
+        if self.ema is None:
+            return
+        state = checkpoint["state_dict"]
+        source = checkpoint.get("state_dict_ema") or {k: v for k, v in state.items() if k.startswith("model.")}
+        state.update({EMA_PREFIX + "module." + k[len("model."):]: v for k, v in source.items()})
+        state[EMA_PREFIX + "n_averaged"] = torch.tensor(checkpoint.get("ema_updates", 0))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         images, labels = batch["image"], batch["label"]
