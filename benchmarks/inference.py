@@ -1,6 +1,8 @@
 """Inference speed, side by side on the same weights and inputs: timm's HRNet (the peer a user would
-pick, eager fp32, features only; for classification the whole classifier) against ours in every `hrnet.inference.prepare` mode, with the torch
-backend and (when openvino is installed) the OpenVINO backend.
+pick, eager fp32, features only; for classification the whole classifier), the same timm model through OpenVINO
+bf16 converted the obvious way (``openvino.convert_model``, the bf16 hint, no BN folding, one request: what a
+careful user would build), against ours in every `hrnet.inference.prepare` mode, with the torch backend and
+(when openvino is installed) the OpenVINO backend.
 
     python benchmarks/inference.py [--quick | --scaling] [--only pose|seg|cls] [--no-compile] [--modes M1,M2]
                                    [--tune-malloc]
@@ -8,7 +10,8 @@ backend and (when openvino is installed) the OpenVINO backend.
 All modes of a workload are built first, then timed in interleaved rounds (see :func:`measure`):
 ms/image is the median over rounds, and "x timm" the median over rounds of timm's time divided by
 the mode's time in the same round. For each workload it prints ms/image, images/s, the speed-up over
-timm and the fraction of this
+timm (and over timm through OpenVINO bf16), the ISA path each mode's kernels took (oneDNN's verbose log
+for PyTorch, the compiled graph's kernels for OpenVINO; listed in full under the table) and the fraction of this
 machine's GEMM peak (fp32 and bf16 peaks measured in the same run with large matmuls) that each mode
 reaches, counting 2 x the model's multiply-adds as its FLOPs ("% of GEMM peak" for int8 is against
 the bf16 peak: no int8 GEMM peak is measured). Needs ``pip install timm`` (and torchao for int8; the
@@ -23,12 +26,14 @@ import argparse
 import platform
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import torch
 
 from hrnet import create_model
 from hrnet import openvino_backend, quantization
+from hrnet.cpu import cpu_flags, cpu_name, describe, isa_paths, onednn_kernels, openvino_kernels
 from hrnet.inference import bf16_supported, prepare, tune_malloc
 
 from hrnet.models.complexity import count_macs
@@ -86,8 +91,36 @@ def timm_peer(preset: str, ours: torch.nn.Module) -> torch.nn.Module:
     return peer.eval()
 
 
+def timm_openvino(peer: torch.nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], object]:
+    """timm's model through OpenVINO the obvious way: ``convert_model`` on the eval model as it is (BN not
+    folded), compiled with the bf16 precision hint and OpenVINO's default (latency) settings, one request."""
+    import openvino as ov
+
+    with torch.no_grad():
+        compiled = ov.Core().compile_model(ov.convert_model(peer, example_input=x), "CPU",
+                                           {"INFERENCE_PRECISION_HINT": "bf16"})
+    request = compiled.create_infer_request()
+
+    def call(images: torch.Tensor) -> object:
+        return request.infer({0: images.numpy()})
+
+    call.compiled_models = lambda: [compiled]  # type: ignore[attr-defined]
+    return call
+
+
+def kernels(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> Counter[str]:
+    """The compute kernels one call of ``fn`` ran (see :mod:`hrnet.cpu`)."""
+    compiled = getattr(fn, "compiled_models", None)
+    if compiled is not None:
+        fn(x)
+        return openvino_kernels(compiled())
+    with torch.inference_mode():
+        return onednn_kernels(lambda: fn(x))
+
+
 TIMM = "timm eager fp32 (features)"
 TIMM_CLASSIFIER = "timm eager fp32"
+TIMM_OPENVINO = "timm openvino bf16 (convert_model)"
 CLASSIFIERS = ("hrnet_w18", "hrnet_w48")
 
 
@@ -117,8 +150,9 @@ def modes(ours: torch.nn.Module, x: torch.Tensor, compile_: bool) -> dict[str, C
 
 
 def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds: float, rounds: int,
-        scaling: bool = False, only_modes: list[str] | None = None) -> dict[str, list[float]]:
-    """Per-round seconds per batch of timm (first) and of each selected mode of ours."""
+        scaling: bool = False, only_modes: list[str] | None = None
+        ) -> tuple[dict[str, list[float]], dict[str, Counter[str]]]:
+    """Per-round seconds per batch of timm (first) and of each selected mode of ours, and the kernels each ran."""
     torch.manual_seed(0)
     ours = create_model(preset).eval()
     x = torch.randn(batch, 3, *size)
@@ -127,10 +161,14 @@ def run(preset: str, size: tuple[int, int], batch: int, compile_: bool, seconds:
         fastest = next(n for n in ("ours openvino bf16", "ours prepare bf16 + compile", "ours prepare fp32 + compile")
                        if n in table)
         table = {fastest: table[fastest]}
-    fns = {TIMM_CLASSIFIER if preset in CLASSIFIERS else TIMM: timm_peer(preset, ours)}
+    peer = timm_peer(preset, ours)
+    fns = {TIMM_CLASSIFIER if preset in CLASSIFIERS else TIMM: peer}
+    if openvino_backend.available() and openvino_backend.bf16_native():
+        fns[TIMM_OPENVINO] = timm_openvino(peer, x)
     fns.update((name, build()) for name, build in table.items()
                if not only_modes or any(m in name for m in only_modes))
-    return measure(fns, x, seconds, rounds)
+    samples = measure(fns, x, seconds, rounds)
+    return samples, {name: kernels(fn, x) for name, fn in fns.items()}
 
 
 def main() -> None:
@@ -152,8 +190,9 @@ def main() -> None:
     malloc = "tuned malloc" if args.tune_malloc and tune_malloc() else "default malloc"
     torch.set_num_threads(torch.get_num_threads())
     peak32, peak16 = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
-    print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}, {malloc}; GEMM peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s")
+    print(f"CPU: {cpu_name()} ({platform.machine()}; flags: {' '.join(cpu_flags()) or 'unknown'}), "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, {malloc}; GEMM peak fp32 "
+          f"{peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s")
     workloads = [("pose_hrnet_w32", (256, 192), 1), ("pose_hrnet_w32", (256, 192), 8)]
     if not args.quick:
         workloads.append(("seg_hrnet_w48", (512, 1024), 1))
@@ -164,20 +203,28 @@ def main() -> None:
     if args.only:
         workloads = [w for w in workloads if (w[0] in CLASSIFIERS) == (args.only == "cls")
                      and (args.only == "cls" or w[0].startswith(args.only))]
-    print("| model | input | batch | mode | ms/image | images/s | x timm | % of GEMM peak |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| model | input | batch | mode | ms/image | images/s | x timm | x timm OV bf16 | % of GEMM peak | ISA path |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    paths: dict[str, str] = {}
     for preset, size, batch in workloads:
         with torch.device("meta"):
             flops = 2 * count_macs(create_model(preset), size)
-        samples = run(preset, size, batch, not args.no_compile, args.seconds, args.rounds, args.scaling,
-                      args.modes.split(",") if args.modes else None)
+        samples, used = run(preset, size, batch, not args.no_compile, args.seconds, args.rounds, args.scaling,
+                            args.modes.split(",") if args.modes else None)
+        peer = samples[TIMM_CLASSIFIER if preset in CLASSIFIERS else TIMM]
+        peer_ov = samples.get(TIMM_OPENVINO)
         for mode, times in samples.items():
             sec = statistics.median(times)
-            peer = samples[TIMM_CLASSIFIER if preset in CLASSIFIERS else TIMM]
             speedup = statistics.median(t / s for t, s in zip(peer, times))
+            over_ov = f"{statistics.median(t / s for t, s in zip(peer_ov, times)):.2f}" if peer_ov else "-"
             peak = peak16 if "bf16" in mode or "int8" in mode else peak32
+            paths.setdefault(mode, describe(used[mode]))
             print(f"| {preset} | {size[0]}x{size[1]} | {batch} | {mode} | {sec / batch * 1000:.1f} | "
-                  f"{batch / sec:.2f} | {speedup:.2f} | {100 * flops * batch / sec / peak:.0f}% |", flush=True)
+                  f"{batch / sec:.2f} | {speedup:.2f} | {over_ov} | {100 * flops * batch / sec / peak:.0f}% | "
+                  f"{' + '.join(isa_paths(used[mode])) or 'PyTorch kernels'} |", flush=True)
+    print("\nKernels each mode ran (first workload it ran in):")
+    for mode, line in paths.items():
+        print(f"- {mode}: {line}")
 
 
 if __name__ == "__main__":

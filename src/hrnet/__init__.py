@@ -13,7 +13,7 @@ from .models import create_model, list_models, load_checkpoint
 __version__ = "0.1.0"
 __all__ = ["__version__", "create_model", "list_models", "load_checkpoint"]
 
-SUBMODULES = ("cli", "demos", "export", "files", "inference", "keypoints", "models", "openvino_backend",
+SUBMODULES = ("cli", "cpu", "demos", "export", "files", "inference", "keypoints", "models", "openvino_backend",
               "quantization", "runtime", "seeding", "synthetic", "tasks")
 
 

@@ -249,6 +249,10 @@ class OpenVinoModel:
                     for i in range(len(requests[0].model_outputs))]
         return tree_unflatten([out.to(images.device) for out in outs], self.spec)
 
+    def compiled_models(self) -> list[Any]:
+        """The OpenVINO ``CompiledModel`` of every input shape compiled so far (see :func:`hrnet.cpu.openvino_kernels`)."""
+        return [pool[0].get_compiled_model() for pool in self._requests.values()]
+
     def eval(self) -> OpenVinoModel:
         return self
 
