@@ -31,11 +31,16 @@ from collections.abc import Callable
 
 import torch
 
-from hrnet import create_model
-from hrnet import openvino_backend, quantization
-from hrnet.cpu import cpu_flags, cpu_name, describe, isa_paths, onednn_kernels, openvino_kernels
+from hrnet import create_model, openvino_backend, quantization
+from hrnet.cpu import (
+    cpu_flags,
+    cpu_name,
+    describe,
+    isa_paths,
+    onednn_kernels,
+    openvino_kernels,
+)
 from hrnet.inference import bf16_supported, prepare, tune_malloc
-
 from hrnet.models.complexity import count_macs
 
 

@@ -18,7 +18,11 @@ from hrnet.cli import main
 from hrnet.models import create_model
 from hrnet.models.convert import to_official
 from hrnet.synthetic.classes import make_synthetic_image_folder
-from hrnet.tasks.classification.module import ImageClassification, confusion_matrix, topk_correct
+from hrnet.tasks.classification.module import (
+    ImageClassification,
+    confusion_matrix,
+    topk_correct,
+)
 from hrnet.tasks.classification.predict import imagenet_class_names
 
 
