@@ -162,3 +162,12 @@ def test_unreadable_files_name_the_file(tmp_path) -> None:
     torch.save({"epoch": 3, "config": {"lr": 0.1}}, empty)
     with pytest.raises(CheckpointError, match="meta.pth: no tensors found"):
         read_checkpoint(empty)
+
+
+def test_an_empty_checkpoint_file_is_named_not_a_traceback(tmp_path) -> None:
+    from hrnet.models.convert import CheckpointError, read_checkpoint
+
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pth: not a readable PyTorch checkpoint"):
+        read_checkpoint(empty)

@@ -82,7 +82,7 @@ def _load_file(path: Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file name
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})"
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {(str(err).splitlines() or ['empty'])[0]})"
         ) from err
 
 
