@@ -9,6 +9,7 @@ reads a compiled OpenVINO model's runtime graph, both returning the kernel imple
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -30,23 +31,22 @@ _ISA_PATTERNS = (("AMX", re.compile(r"amx")), ("AVX-512 BF16", re.compile(r"avx5
                  ("reference", re.compile(r"ref|gemm:jit|any")))
 
 
+@functools.cache
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` of ``/proc/cpuinfo`` (Linux), read once per process; ``None`` elsewhere."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(field)), None)
+
+
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_flags() -> list[str]:
     """Which of :data:`FLAGS` this CPU reports (Linux; empty elsewhere)."""
-    info = Path("/proc/cpuinfo")
-    if not info.is_file():
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in info.read_text().splitlines()
-                  if line.startswith("flags")), [])
+    flags = (_cpuinfo("flags") or "").split()
     return [flag for flag in FLAGS if flag in flags]
 
 
