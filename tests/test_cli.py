@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import torch
 
@@ -20,6 +22,24 @@ def test_models_table_lists_every_preset(capsys) -> None:
     assert main(["models", "--format", "markdown", "--task", "pose"]) == 0
     out = capsys.readouterr().out
     assert "| pose_hrnet_w48 | pose | 63.596 | 14.61 | 256x192 |" in out and "hrnet_w18 " not in out
+
+
+HEAVY = ("torch", "torchvision", "cv2", "lightning", "openvino", "onnxruntime", "pycocotools", "timm", "scipy")
+
+
+def _imported_by(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter has loaded after running ``code``."""
+    probe = f"import sys; {code}; print(' '.join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stderr.split()
+
+
+def test_import_and_short_commands_load_no_heavy_module() -> None:
+    """``import hrnet``, ``hrnet models`` and ``hrnet --help`` import neither torch nor any optional library
+    (they start in well under a second); ``hrnet.create_model`` loads torch on first use."""
+    assert _imported_by("import hrnet") == []
+    assert _imported_by("from hrnet.cli import main; main(['models', '--format', 'json'])") == []
+    assert _imported_by("from hrnet.cli import build_parser; build_parser(task_flags=False).format_help()") == []
+    assert _imported_by("import hrnet; hrnet.create_model") == ["torch"]
 
 
 def test_convert_round_trip(tmp_path, capsys) -> None:

@@ -8,12 +8,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import measurements
 from torch import nn
 
-from conftest import measurements
 from hrnet import create_model, list_models
 from hrnet.models import PRESETS, HRNetBackbone, V2pNeck
 from hrnet.models.complexity import count_params, model_complexity
+from hrnet.zoo import count_row, stored_rows
 
 SMALL = 64  # input side for real forward passes
 BIG = 30_000_000  # presets above this many parameters are shape-checked on the meta device
@@ -48,7 +49,7 @@ def test_preset_forward_shapes(name: str) -> None:
     """Every preset runs; large ones on the meta device (shapes only), small ones for real (detectors take
     lists of images: tests/test_detection.py)."""
     h, w = SMALL, SMALL + 32
-    device = "meta" if model_complexity(name).params > BIG else "cpu"
+    device = "meta" if stored_rows()[name]["params"] > BIG else "cpu"
     with torch.device(device):
         model = create_model(name).eval()
         x = torch.randn(1, 3, h, w)
@@ -66,6 +67,17 @@ def test_param_count_and_macs_match_official(key: str, m: dict) -> None:
     c = model_complexity(m["project"], tuple(m["input_hw"]), **m["project_kwargs"])
     assert c.params == m["params"]
     assert abs(c.macs / m["macs_conv_linear"] - 1) < 0.01
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_stored_zoo_row_equals_a_recount(name: str) -> None:
+    """``hrnet models`` prints the stored zoo table: each row equals the preset counted now (after changing a
+    preset, ``python -m hrnet.zoo`` rewrites it)."""
+    assert stored_rows()[name] == count_row(name)
+
+
+def test_stored_zoo_lists_every_preset_in_order() -> None:
+    assert list(stored_rows()) == list_models()
 
 
 def test_gflops_convention_matches_readme() -> None:

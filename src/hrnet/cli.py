@@ -13,32 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .models import PRESETS, CheckpointError, list_models, read_checkpoint, to_official
-from .models.complexity import model_complexity
-from .models.convert import to_ours
-from .models.presets import guess_preset
 from .tasks.registry import DEFAULT_TASK, TASKS, task_of
+from .zoo import choices, zoo_rows
 
 log = logging.getLogger("hrnet")
-
-
-def zoo_rows(task: str | None = None) -> list[dict[str, object]]:
-    """One row per preset: name, task, params (M), GFLOPs (MACs / 2**30) at its default input."""
-    rows = []
-    for name in list_models(task):
-        preset = PRESETS[name]
-        c = model_complexity(name)
-        rows.append({
-            "name": name,
-            "task": preset.task,
-            "params_m": round(c.params / 1e6, 3),
-            "gflops": round(c.gflops, 2),
-            "input": f"{c.input_size[0]}x{c.input_size[1]}",
-            "checkpoints": preset.source,
-        })
-    return rows
 
 
 def format_table(rows: list[dict[str, object]], markdown: bool) -> str:
@@ -65,6 +43,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models import PRESETS, CheckpointError, read_checkpoint, to_official
+    from .models.convert import to_ours
+    from .models.presets import guess_preset
+
     ours = to_ours(read_checkpoint(args.src))
     guess, matched, total = guess_preset(ours)
     print(f"{args.src}: {len(ours)} tensors; closest preset {guess} ({matched}/{total} match by name and shape)")
@@ -74,7 +58,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             raise CheckpointError("cannot tell the checkpoint family; pass --family cls|pose|seg|face|higher")
         if family == "det":
             raise CheckpointError("detectors have no official HRNet layout; use --to mmdet")
-        out: dict[str, torch.Tensor] = to_official(ours, family)
+        out: dict[str, Any] = to_official(ours, family)
     elif args.to == "mmdet":
         from .models.mmdet import to_mmdet
 
@@ -148,6 +132,8 @@ def _check_backend(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to ONNX (or OpenVINO) and check onnxruntime (OpenVINO) against PyTorch on a random input."""
+    import torch
+
     from .export import OnnxModel, export_onnx, max_abs_diff
     from .models import create_model, get_preset
     from .runtime import task_settings
@@ -196,6 +182,8 @@ def _export_openvino(model: Any, name: str, size: tuple[int, ...], out: Path, se
                      args: argparse.Namespace) -> int:
     """``hrnet export openvino``: an fp32 OpenVINO model (dynamic batch, H and W), read back and compared
     with PyTorch; the precision (fp32/bf16) is chosen when it runs (``hrnet predict --precision``)."""
+    import torch
+
     from .export import max_abs_diff
     from .openvino_backend import OpenVinoModel
 
@@ -211,7 +199,9 @@ def _export_openvino(model: Any, name: str, size: tuple[int, ...], out: Path, se
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(task_flags: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``task_flags=False`` leaves out ``hrnet predict``'s per-task flag groups, which import
+    every task's predictor (``main`` adds them only for ``hrnet predict``, so other commands start fast)."""
     parser = argparse.ArgumentParser(prog="hrnet", description="HRNet models, checkpoints and pipelines.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=text, add_help=False)
 
     p = sub.add_parser("models", help="print the model zoo (params, GFLOPs, input size)")
-    p.add_argument("--task", choices=sorted({p.task for p in PRESETS.values()}), help="only this task's presets")
+    p.add_argument("--task", choices=choices("task"), help="only this task's presets")
     p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
     p.set_defaults(func=cmd_models)
 
@@ -228,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="output file (torch.save)")
     p.add_argument("--to", choices=["ours", "official", "mmdet"], default="ours",
                    help="layout to write (mmdet: an HRNetV2p detector in mmdetection's keys)")
-    p.add_argument("--family", choices=sorted({p.family for p in PRESETS.values()}),
+    p.add_argument("--family", choices=choices("family"),
                    help="official layout to write (default: that of the closest preset)")
     p.set_defaults(func=cmd_convert)
 
@@ -255,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-existing", action="store_true",
                    help="keep the inputs an earlier run into --out finished (picture and records there); "
                    "predict the rest")
-    for task in TASKS.values():
+    for task in TASKS.values() if task_flags else ():
         task.predictor().add_arguments(p.add_argument_group(f"{task.name} models", task.summary))
     p.set_defaults(func=cmd_predict)
 
@@ -355,10 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_lightning(argv)
             return 0
-        args = build_parser().parse_args(argv)
+        args = build_parser(task_flags=command == "predict").parse_args(argv)
         command = args.command
         code = args.func(args)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # a CheckpointError is a ValueError
         print(f"hrnet {command}: error: {error_message(err)}", file=sys.stderr)
         return 2
     log.info("done in %.1f s", time.perf_counter() - start)

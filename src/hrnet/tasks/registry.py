@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..models import get_preset
-
 
 @dataclass(frozen=True)
 class Task:
@@ -169,6 +167,8 @@ def task_of(model: str | None, command: str) -> Task:
     tasks that have a pipeline when the preset's task has none, or when ``model`` is no preset."""
     if model is None:
         return TASKS[DEFAULT_TASK]
+    from ..models import get_preset
+
     preset = get_preset(model)
     if preset.task not in TASKS:
         raise ValueError(f"{model} is a {preset.task} model, and hrnet {command} has no {preset.task} pipeline yet; "
