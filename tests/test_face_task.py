@@ -17,8 +17,9 @@ from hrnet.cli import main
 from hrnet.keypoints.sets import KEYPOINT_SPECS
 from hrnet.models import create_model
 from hrnet.tasks.face.data import FaceDataModule
+from hrnet.tasks.face.decode import predict_landmarks
 from hrnet.tasks.face.metrics import nme, normalizers
-from hrnet.tasks.face.module import FaceLandmarkDetection, predict_landmarks
+from hrnet.tasks.face.module import FaceLandmarkDetection
 from hrnet.tasks.face.predict import FacePredictor
 
 SIZE = 160  # image side

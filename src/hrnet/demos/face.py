@@ -56,7 +56,7 @@ def make_face_data(root: Path, cfg: FaceDemoConfig) -> dict[str, str]:
 @torch.no_grad()
 def save_face_grid(task: Any, dataset: Any, path: Path, n: int = 12, cols: int = 4) -> None:
     """Predicted (red) and true (green) landmarks of the first ``n`` held-out faces, on their images."""
-    from ..tasks.face.module import predict_landmarks
+    from ..tasks.face.decode import predict_landmarks
 
     task.eval()
     samples = [dataset[i] for i in range(min(n, len(dataset)))]

@@ -26,7 +26,7 @@ from ..base import (
     add_top_down_arguments,
     checkpoint_settings,
 )
-from .module import predict_landmarks
+from .decode import predict_landmarks
 
 HEAD_WEIGHT = "head.last_layer.3.weight"
 """The face head's last conv: its output channels are the landmark count."""
