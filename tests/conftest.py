@@ -24,6 +24,12 @@ SHARED_GOLDEN = Path(os.environ.get("HRNET_SHARED_GOLDEN", Path(__file__).parent
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Converted OpenVINO models go to a folder of this test session, not the user's ~/.cache/hrnet."""
+    os.environ["HRNET_CACHE"] = str(tmp_path_factory.mktemp("hrnet_cache"))
+
+
 def golden_path(name: str) -> Path:
     for folder in (GOLDEN, SHARED_GOLDEN):
         if (folder / name).is_file():

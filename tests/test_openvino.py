@@ -278,3 +278,94 @@ def test_exported_files_predict_like_their_checkpoint(tmp_path, fmt: str) -> Non
     assert from_file.codec.__dict__.keys() == from_ckpt.codec.__dict__.keys()
     assert all(np.array_equal(np.asarray(v), np.asarray(from_ckpt.codec.__dict__[k]))
                for k, v in from_file.codec.__dict__.items() if not callable(v))
+
+
+def _no_conversion(*args, **kwargs):
+    raise AssertionError("converted again although the cache holds this model")
+
+
+def test_conversion_cache_is_keyed_by_weights_and_skips_conversion(tmp_path, monkeypatch) -> None:
+    """prepare(backend="openvino") stores the conversion under a digest of the model: the same weights in
+    a new model object convert no more and give the same outputs; a changed weight converts anew."""
+    model = randomise(create_model("pose_hrnet_w18_small"), seed=3).eval()
+    x = torch.randn(1, 3, 64, 48)
+    first = prepare(model, "fp32", backend="openvino", cache=tmp_path)
+    entries = [p for p in (tmp_path / "openvino").iterdir() if p.name != "compiled"]
+    assert len(entries) == 1 and (entries[0] / "model.xml").is_file() and (entries[0] / "model.bin").is_file()
+    twin = create_model("pose_hrnet_w18_small")
+    twin.load_state_dict(model.state_dict())
+    with monkeypatch.context() as patched:
+        patched.setattr(ovb.OpenVinoModel, "convert", _no_conversion)
+        again = prepare(twin.eval(), "fp32", backend="openvino", cache=tmp_path)
+    assert torch.equal(as_list(again(x))[0], as_list(first(x))[0])
+    assert any((tmp_path / "openvino" / "compiled").iterdir())  # OpenVINO's blob of the compiled shape
+    with torch.no_grad():
+        twin.head.final_layer.weight[0, 0] += 1.0
+    prepare(twin, "fp32", backend="openvino", cache=tmp_path)
+    assert len([p for p in (tmp_path / "openvino").iterdir() if p.name != "compiled"]) == 2
+    prepare(model, "fp32", backend="openvino", cache=False)
+    assert len(list((tmp_path / "openvino").iterdir())) == 3
+
+
+def test_file_key_follows_the_bytes_and_the_head(tmp_path) -> None:
+    """A copied checkpoint has the key of the original; another head or preset, or other bytes, another key."""
+    model = create_model("pose_hrnet_w18_small")
+    torch.save(model.state_dict(), tmp_path / "a.pth")
+    (tmp_path / "b.pth").write_bytes((tmp_path / "a.pth").read_bytes())
+    key = ovb.ConversionCache.file_key
+    assert key(tmp_path / "a.pth", "pose_hrnet_w18_small", {"num_joints": 17}) == \
+        key(tmp_path / "b.pth", "pose_hrnet_w18_small", {"num_joints": 17})
+    assert key(tmp_path / "a.pth", "pose_hrnet_w18_small", {"num_joints": 16}) != \
+        key(tmp_path / "a.pth", "pose_hrnet_w18_small", {"num_joints": 17})
+    assert key(tmp_path / "a.pth", "pose_hrnet_w32", {"num_joints": 17}) != \
+        key(tmp_path / "a.pth", "pose_hrnet_w18_small", {"num_joints": 17})
+    (tmp_path / "b.pth").write_bytes((tmp_path / "a.pth").read_bytes() + b"\0")
+    assert key(tmp_path / "b.pth", "pose_hrnet_w18_small", {"num_joints": 17}) != \
+        key(tmp_path / "a.pth", "pose_hrnet_w18_small", {"num_joints": 17})
+
+
+def test_repeated_predict_reads_the_cache_and_off_keeps_nothing(pose_checkpoint, tmp_path, monkeypatch) -> None:
+    """`hrnet predict --backend openvino`: the first run converts the checkpoint into --cache-dir, the second
+    builds no PyTorch model and converts nothing, with the same keypoints; --cache-dir off writes no cache."""
+    import hrnet.tasks.base as base
+
+    folder = pose_checkpoint
+    common = [str(folder / "img"), "--input-size", "64", "48", "--model", "pose_hrnet_w18_small",
+              "--weights", str(folder / "pose.pth"), "--backend", "openvino", "--cache-dir", str(tmp_path / "cache")]
+    assert main(["predict", *common, "--out", str(tmp_path / "first")]) == 0
+    with monkeypatch.context() as patched:
+        patched.setattr(ovb.OpenVinoModel, "convert", _no_conversion)
+        patched.setattr(base, "create_model", _no_conversion)
+        assert main(["predict", *common, "--precision", "bf16", "--out", str(tmp_path / "second")]) == 0
+        assert main(["predict", *common, "--out", str(tmp_path / "third")]) == 0
+    assert np.array_equal(_keypoints(tmp_path / "third"), _keypoints(tmp_path / "first"))
+    monkeypatch.setenv("HRNET_CACHE", str(tmp_path / "env"))
+    assert main(["predict", *common[:-2], "--cache-dir", "off", "--out", str(tmp_path / "off")]) == 0
+    assert not (tmp_path / "env").exists()
+    assert main(["predict", *common[:-2], "--out", str(tmp_path / "env_out")]) == 0
+    assert (tmp_path / "env" / "openvino").is_dir()
+
+
+CONVERT_ONE = """
+import sys, torch
+from hrnet import create_model
+from hrnet.inference import prepare
+torch.manual_seed(0)
+model = create_model("pose_hrnet_w18_small").eval()
+out = prepare(model, "fp32", backend="openvino", cache=sys.argv[1])(torch.ones(1, 3, 64, 48))
+print(float(out.sum()))
+"""
+
+
+def test_concurrent_runs_share_one_cache_safely(tmp_path) -> None:
+    """Two processes converting the same model into one cache at once: both run, the same outputs, one
+    entry, no partial folders left behind."""
+    import subprocess
+    import sys
+
+    runs = [subprocess.Popen([sys.executable, "-c", CONVERT_ONE, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outs = [run.communicate(timeout=300)[0].strip() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0] and outs[0] == outs[1]
+    names = sorted(p.name for p in (tmp_path / "openvino").iterdir())
+    assert len(names) == 2 and "compiled" in names and not any(name.startswith(".") for name in names)

@@ -159,7 +159,7 @@ def test_predict_cli_images_boxes_and_video(tiny_coco, tmp_path) -> None:
     for f in sorted(images.iterdir())[:3]:
         writer.write(cv2.imread(str(f)))
     writer.release()
-    assert main(["predict", str(video), "--weights", str(ckpt), "--out", str(tmp_path / "vid")]) == 0
+    assert main(["-v", "predict", str(video), "--weights", str(ckpt), "--out", str(tmp_path / "vid")]) == 0
     frames = json.loads((tmp_path / "vid" / "keypoints.json").read_text())["images"]
     assert [f["frame"] for f in frames] == [0, 1, 2] and all(len(f["persons"]) == 1 for f in frames)
     assert (tmp_path / "vid" / "clip_pose.mp4").stat().st_size > 0

@@ -85,7 +85,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """The task's predictions (pose keypoints, segmentation labels ...) for an image, a folder or a video."""
     from .inference import tune_malloc
-    from .tasks.base import checkpoint_settings
+    from .openvino_backend import ConversionCache
+    from .tasks.base import OpenVinoConversion, checkpoint_settings
 
     _check_backend(args)
     if not Path(args.weights).is_file():
@@ -97,8 +98,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "hrnet models)")
     task = task_of(name, "predict")
     tune_malloc()
+    cache = _cache_dir(args.cache_dir)
+    if args.backend == "openvino" and stored[0] is None and args.precision != "int8" and cache is not None \
+            and "openvino" in task.exports:
+        stored = (OpenVinoConversion(ConversionCache(cache)), stored[1])
     predictor = task.predictor().from_args(args, stored)
-    predictor.accelerate(args.precision, args.compile, args.backend, args.calibration_batches)
+    predictor.accelerate(args.precision, args.compile, args.backend, args.calibration_batches, cache or False)
     report = predictor.run(Path(args.source), Path(args.out), skip_existing=args.skip_existing)
     kept = f", {report.kept} kept from an earlier run" if report.kept else ""
     print(f"wrote {report.results} and pictures in {args.out} ({report.predicted} predicted{kept})")
@@ -109,6 +114,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"the others are in {report.results}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cache_dir(chosen: str | None) -> Path | None:
+    """``--cache-dir``: ``off`` keeps no converted models, no value takes the default (``HRNET_CACHE``)."""
+    from .openvino_backend import default_cache_dir
+
+    if chosen is None:
+        return default_cache_dir()
+    return None if chosen == "off" else Path(chosen)
 
 
 def _check_backend(args: argparse.Namespace) -> None:
@@ -240,6 +254,8 @@ def build_parser(task_flags: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "openvino", "onnxruntime"], default="torch",
                    help="openvino (CPU; pip install openvino, fastest here): a checkpoint, or an .xml file from "
                    "`hrnet export openvino`; onnxruntime: an .onnx file from `hrnet export onnx`")
+    p.add_argument("--cache-dir", help="openvino: where converted and compiled models are kept for the next run "
+                   "(default: $HRNET_CACHE, else ~/.cache/hrnet; off: keep none)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
     p.add_argument("--skip-existing", action="store_true",
@@ -345,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_lightning(argv)
             return 0
-        args = build_parser(task_flags=command == "predict").parse_args(argv)
+        subcommand = next((arg for arg in argv if not arg.startswith("-")), "")
+        args = build_parser(task_flags=subcommand == "predict").parse_args(argv)
         command = args.command
         code = args.func(args)
     except (FileNotFoundError, ValueError) as err:  # a CheckpointError is a ValueError

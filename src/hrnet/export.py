@@ -40,6 +40,14 @@ __all__ = [
 ]
 
 
+EXPORTED_SUFFIXES = (".onnx", ".xml")
+
+
+def is_exported_file(weights: str | Path) -> bool:
+    """Whether ``weights`` names an exported model (ONNX, OpenVINO) rather than a checkpoint."""
+    return Path(weights).suffix in EXPORTED_SUFFIXES
+
+
 def load_exported(weights: str | Path) -> Any:
     """An onnxruntime-backed model for ``.onnx`` files, an OpenVINO one (fp32) for ``.xml`` files,
     else ``None`` (PyTorch checkpoints)."""

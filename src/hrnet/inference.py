@@ -42,6 +42,7 @@ import ctypes.util
 import logging
 import types
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -278,13 +279,13 @@ class CalibrateThenInt8(nn.Module):
     call from then on runs int8, unless int8 moves the outputs on the first recorded batch by more
     than ``max_error`` (relative RMS, :func:`hrnet.quantization.int8_error`): then it warns and runs
     ``prepare(model, "bf16", compile=True)`` instead (which is fp32 where bf16 is not native).
-    ``backend`` is :func:`prepare`'s (``"openvino"``: NNCF int8, OpenVINO bf16 as the fallback).
+    ``backend`` and ``cache`` are :func:`prepare`'s (``"openvino"``: NNCF int8, OpenVINO bf16 as the fallback).
     Attributes: ``int8`` (the int8 model once built, also when rejected) and ``prepared`` (the
     model that runs after calibration).
     """
 
     def __init__(self, model: nn.Module, batches: int = 8, channels_last: bool = True,
-                 max_error: float = INT8_MAX_ERROR, backend: str = "torch") -> None:
+                 max_error: float = INT8_MAX_ERROR, backend: str = "torch", cache: str | Path | bool = True) -> None:
         super().__init__()
         if batches < 1:
             raise ValueError(f"CalibrateThenInt8: batches must be >= 1, got {batches}")
@@ -293,6 +294,7 @@ class CalibrateThenInt8(nn.Module):
         self.channels_last = channels_last
         self.max_error = max_error
         self.backend = backend
+        self.cache = cache
         self.int8: InferenceModel | OpenVinoModel | None = None
         self.prepared: InferenceModel | OpenVinoModel | None = None
         self._seen: list[Tensor] = []
@@ -307,13 +309,14 @@ class CalibrateThenInt8(nn.Module):
             count = sum(batch.shape[0] for batch in self._seen)
             logger.info("int8: calibrating on the first %d inputs (%d batches)", count, len(self._seen))
             self.int8 = prepare(self.model, "int8", channels_last=self.channels_last, calibration=self._seen,
-                                backend=self.backend)
+                                backend=self.backend, cache=self.cache)
             self._seen = []
             error = self.int8.int8_error
             if error is not None and error > self.max_error:
                 logger.warning("int8: relative RMS error %.3f against fp32 exceeds %.2f; running bf16 instead",
                                error, self.max_error)
-                self.prepared = (prepare(self.model, "bf16", backend="openvino") if self.backend == "openvino" else
+                self.prepared = (prepare(self.model, "bf16", backend="openvino", cache=self.cache)
+                                 if self.backend == "openvino" else
                                  prepare(self.model, "bf16", compile=True, channels_last=self.channels_last))
             else:
                 self.prepared = self.int8
@@ -377,17 +380,26 @@ def _report_int8_error(error: float, path: str) -> None:
                        "use bf16", error, INT8_MAX_ERROR)
 
 
-def _prepare_openvino(folded: nn.Module, precision: str, device: torch.device, compile: bool | None,
-                      compile_options: Mapping[str, Any] | None, calibration: Iterable[Tensor] | None
-                      ) -> OpenVinoModel:
-    from .openvino_backend import OpenVinoModel
+def _prepare_openvino(model: nn.Module, precision: str, compile: bool | None, compile_options: Mapping[str, Any] | None,
+                      calibration: Iterable[Tensor] | None, cache: str | Path | bool) -> OpenVinoModel:
+    """``prepare(..., backend="openvino")``: the cached conversion of ``model`` when there is one, else
+    ``model`` folded, converted (and stored in the cache)."""
+    from .openvino_backend import ConversionCache, OpenVinoModel, default_cache_dir
 
-    if device.type != "cpu":
-        raise ValueError(f"prepare: the OpenVINO backend runs on the CPU; the model is on {device}")
+    if _device_of(model).type != "cpu":
+        raise ValueError(f"prepare: the OpenVINO backend runs on the CPU; the model is on {_device_of(model)}")
     if compile is False or compile_options:
         raise ValueError("prepare: compile=False and compile_options are for backend='torch' (OpenVINO always compiles)")
     batches = list(calibration) if calibration is not None else None
-    result = OpenVinoModel.convert(folded, precision, example=batches[0][:1] if batches else None, calibration=batches)
+    root = default_cache_dir() if cache is True else (Path(cache) if cache else None)
+    store = ConversionCache(root) if root is not None else None
+    key = store.model_key(model, precision == "int8", batches or ()) if store is not None else ""
+    result = store.load(key, precision) if store is not None else None
+    if result is None:
+        result = OpenVinoModel.convert(fold_batchnorm(model), precision, example=batches[0][:1] if batches else None,
+                                       calibration=batches)
+        if store is not None:
+            store.store(key, result)
     if result.int8_error is not None:
         _report_int8_error(result.int8_error, "OpenVINO, NNCF")
     logger.info("prepare: OpenVINO backend, %s, float32 outputs", result.precision)
@@ -402,12 +414,15 @@ def prepare(
     compile_options: Mapping[str, Any] | None = None,
     calibration: Iterable[Tensor] | None = None,
     backend: str = "torch",
+    cache: str | Path | bool = True,
 ) -> InferenceModel | OpenVinoModel:
     """A fast-inference version of ``model`` with the same outputs' meaning.
 
     ``backend="openvino"`` (CPU; ``pip install openvino``, plus ``nncf`` for int8) hands the folded
     model to OpenVINO instead (:class:`hrnet.openvino_backend.OpenVinoModel`: compiled per input
-    shape, fastest on CPUs; ``compile``, ``compile_options`` and ``channels_last`` do not apply).
+    shape, fastest on CPUs; ``compile``, ``compile_options`` and ``channels_last`` do not apply). Its
+    conversions and compiled shapes are kept on disk (:class:`hrnet.openvino_backend.ConversionCache`):
+    ``cache=True`` in :func:`hrnet.openvino_backend.default_cache_dir`, a path there, ``False`` nowhere.
     The steps below are the default ``backend="torch"``:
 
     1. :func:`fold_batchnorm` (a deep copy; ``model`` is left untouched);
@@ -437,10 +452,10 @@ def prepare(
         raise ValueError(f"prepare: precision must be one of {PRECISIONS}, got {precision!r}")
     if backend not in BACKENDS:
         raise ValueError(f"prepare: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "openvino":
+        return _prepare_openvino(model, precision, compile, compile_options, calibration, cache)
     folded = fold_batchnorm(model)
     device = _device_of(folded)
-    if backend == "openvino":
-        return _prepare_openvino(folded, precision, device, compile, compile_options, calibration)
     chosen = precision
     error: float | None = None
     if precision == "int8":

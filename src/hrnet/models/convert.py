@@ -70,6 +70,18 @@ def _has_tensors(obj: Mapping[str, object]) -> bool:
     return any(isinstance(v, Tensor) for v in obj.values())
 
 
+def torch_load(path: str | Path) -> object:
+    """``torch.load`` of a checkpoint without running code (``weights_only``), memory-mapped where the file is
+    in the zip format of ``torch.save`` since PyTorch 1.6 (tensors are read when used, so reading only the
+    hyper-parameters costs nothing), read whole for the older format."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _load_file(path: Path) -> object:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -79,7 +91,7 @@ def _load_file(path: Path) -> object:
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load(path)
     except Exception as err:  # noqa: BLE001 - re-raised with the file name
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {(str(err).splitlines() or ['empty'])[0]})"

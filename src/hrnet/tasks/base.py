@@ -33,6 +33,8 @@ from ..files import (
     write_image,
 )
 from ..models import create_model, load_checkpoint
+from ..models.convert import torch_load
+from ..openvino_backend import ConversionCache, OpenVinoModel
 from ..seeding import EvaluationShard, ResumableLoader, SeededOrder
 
 log = logging.getLogger(__name__)
@@ -181,7 +183,7 @@ def read_hparams(path: str | Path) -> dict[str, Any]:
     """The ``hyper_parameters`` a Lightning checkpoint stores (model name, input size ...); ``{}``
     for plain state-dict files or anything unreadable (the weights loader reports real problems)."""
     try:
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+        ckpt = torch_load(Path(path))
     except Exception:  # noqa: BLE001 - see docstring
         return {}
     return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
@@ -326,6 +328,26 @@ def load_detector(weights: str | Path, name: str | None = None, num_classes: int
     return model, list(names)
 
 
+@dataclass(frozen=True)
+class OpenVinoConversion:
+    """A checkpoint to run in OpenVINO (``hrnet predict --backend openvino``), passed where an exported model
+    would be (:data:`Stored`): converted once, then read back from ``cache`` under the file's digest with
+    the preset and head (:meth:`ConversionCache.file_key`), so a repeated run builds no PyTorch model."""
+
+    cache: ConversionCache
+
+    def network(self, weights: str | Path, name: str, head_args: dict[str, Any]) -> OpenVinoModel:
+        from ..inference import prepare
+
+        key = self.cache.file_key(weights, name, head_args)
+        cached = self.cache.load(key, "fp32")
+        if cached is not None:
+            return cached
+        converted = prepare(create_model(name, weights=weights, **head_args), backend="openvino", cache=False)
+        self.cache.store(key, converted)
+        return converted
+
+
 class Predictor:
     """A task's network with its test-time settings, from a checkpoint or an exported file.
 
@@ -358,7 +380,10 @@ class Predictor:
 
     @staticmethod
     def network(weights: str | Path, name: str, exported: Any | None, **head_args: Any) -> Any:
-        """The exported model when there is one, else preset ``name`` with ``weights`` loaded (strictly)."""
+        """The exported model when there is one, else preset ``name`` with ``weights`` loaded (strictly); an
+        :class:`OpenVinoConversion` in place of the exported model gives that checkpoint converted (or cached)."""
+        if isinstance(exported, OpenVinoConversion):
+            return exported.network(weights, name, head_args)
         return exported if exported is not None else create_model(name, weights=weights, **head_args)
 
     def __call__(self, image: np.ndarray) -> Any:
@@ -381,21 +406,20 @@ class Predictor:
         return {}
 
     def accelerate(self, precision: str = "fp32", compile: bool = False, backend: str = "torch",
-                   calibration_batches: int = 8) -> None:
-        """Run the network through ``hrnet.inference.prepare`` (bf16 / int8 / torch.compile / OpenVINO);
-        int8 calibrates on the first ``calibration_batches`` inputs, run in fp32. An OpenVINO file just
-        takes the precision; an onnxruntime file runs as it is."""
+                   calibration_batches: int = 8, cache: str | Path | bool = True) -> None:
+        """Run the network through ``hrnet.inference.prepare`` (bf16 / int8 / torch.compile / OpenVINO, whose
+        conversions ``cache`` keeps: see ``prepare``); int8 calibrates on the first ``calibration_batches``
+        inputs, run in fp32. An OpenVINO file just takes the precision; an onnxruntime file runs as it is."""
         from ..inference import CalibrateThenInt8, prepare
-        from ..openvino_backend import OpenVinoModel
 
         if isinstance(self.model, OpenVinoModel):
             self.model = self.model.with_precision(precision)
         elif backend == "onnxruntime":
             return
         elif precision == "int8":
-            self.model = CalibrateThenInt8(self.model, calibration_batches, backend=backend)
+            self.model = CalibrateThenInt8(self.model, calibration_batches, backend=backend, cache=cache)
         elif precision != "fp32" or compile or backend == "openvino":
-            self.model = prepare(self.model, precision, compile=compile or None, backend=backend)
+            self.model = prepare(self.model, precision, compile=compile or None, backend=backend, cache=cache)
 
     def run(self, source: Path, out: Path, skip_existing: bool = False) -> RunReport:
         """Predict every image (or video frame) of ``source``; write the results file and drawn copies into

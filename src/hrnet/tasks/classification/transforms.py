@@ -23,12 +23,25 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as F
 
 from ...files import IMAGENET_MEAN, IMAGENET_STD, truncation
 
-INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+INTERPOLATIONS = ("bilinear", "bicubic")
+"""torchvision ``InterpolationMode`` values the data configs use."""
+
+
+def _functional() -> Any:
+    """``torchvision.transforms.functional``, imported on first use (torchvision takes about 1.5 s to import, and
+    ``hrnet predict``'s command line imports this module for every task)."""
+    from torchvision.transforms import functional
+
+    return functional
+
+
+def _mode(name: str) -> Any:
+    from torchvision.transforms import InterpolationMode
+
+    return InterpolationMode(name)
 
 Picture = np.ndarray | Image.Image
 Transform = Callable[[Picture, np.random.Generator | None], Tensor]
@@ -113,6 +126,7 @@ def _as_pil(image: Picture) -> Image.Image:
 
 def _to_normalized(image: Image.Image, cfg: DataConfig) -> Tensor:
     """PIL RGB -> float32 (3, H, W): ``ToTensor`` then ``Normalize``, the very calls timm makes."""
+    F = _functional()
     return F.normalize(F.to_tensor(image), torch.tensor(cfg.mean), torch.tensor(cfg.std))
 
 
@@ -126,8 +140,8 @@ class EvalTransform:
     cfg: DataConfig
 
     def __call__(self, image: Picture, rng: np.random.Generator | None = None) -> Tensor:
-        pil = _as_pil(image)
-        (sh, sw), mode = self.cfg.resize_size, INTERPOLATIONS[self.cfg.interpolation]
+        F, pil = _functional(), _as_pil(image)
+        (sh, sw), mode = self.cfg.resize_size, _mode(self.cfg.interpolation)
         if sh == sw:
             pil = F.resize(pil, sh, interpolation=mode)
         else:
@@ -181,8 +195,8 @@ class TrainTransform:
         rng = rng if rng is not None else np.random.default_rng()
         pil = _as_pil(image)
         top, left, h, w = random_resized_crop_box(pil.height, pil.width, rng, self.scale, self.ratio)
-        pil = F.resized_crop(pil, top, left, h, w, list(self.cfg.input_size),
-                             interpolation=INTERPOLATIONS[self.cfg.interpolation])
+        F = _functional()
+        pil = F.resized_crop(pil, top, left, h, w, list(self.cfg.input_size), interpolation=_mode(self.cfg.interpolation))
         if self.flip and rng.random() < 0.5:
             pil = F.hflip(pil)
         if self.augment is not None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...export import is_exported_file
 from ...files import normalize_image
 from ...keypoints.codec import HeatmapCodec
 from ...keypoints.geometry import PIXEL_STD, crop_image
@@ -97,7 +98,7 @@ class FacePredictor(Predictor):
         name = model or hparams.get("model")
         if name is None:
             raise ValueError(f"{weights}: no model name stored in the checkpoint; pass --model (e.g. face_hrnet_w18)")
-        chosen = keypoints or hparams.get("keypoints") or (None if exported is not None else keypoints_of_weights(weights))
+        chosen = keypoints or hparams.get("keypoints") or (None if is_exported_file(weights) else keypoints_of_weights(weights))
         if chosen is None:
             raise ValueError(f"{weights}: the landmark set is not stored; pass --keypoints (wflw, 300w, cofw, aflw)")
         spec = resolve_keypoints(chosen)
