@@ -15,10 +15,12 @@ import torch
 import yaml
 
 from hrnet.cli import main
+from hrnet.files import read_image
 from hrnet.keypoints.codec import HeatmapCodec
 from hrnet.keypoints.sets import COCO_KEYPOINTS, KeypointSpec
 from hrnet.keypoints.topdown import heatmaps_to_image_keypoints
 from hrnet.synthetic.people import make_synthetic_coco_keypoints
+from hrnet.tasks.base import BoxesFile
 from hrnet.tasks.pose.data import PoseDataModule
 from hrnet.tasks.pose.module import PoseEstimation
 
@@ -163,6 +165,42 @@ def test_predict_cli_images_boxes_and_video(tiny_coco, tmp_path) -> None:
     frames = json.loads((tmp_path / "vid" / "keypoints.json").read_text())["images"]
     assert [f["frame"] for f in frames] == [0, 1, 2] and all(len(f["persons"]) == 1 for f in frames)
     assert (tmp_path / "vid" / "clip_pose.mp4").stat().st_size > 0
+
+
+def test_predict_batches_crops_across_images_and_keeps_order(tiny_coco, tmp_path) -> None:
+    """The predict loop runs the person crops of a group of images as one network batch; records come in input
+    order, equal to predicting each image alone, and an unreadable file among them is reported and skipped."""
+    from hrnet.tasks.pipeline import GROUP
+    from hrnet.tasks.pose.predict import PosePredictor
+
+    images = Path(tiny_coco["val_images"])
+    coco = json.loads(Path(tiny_coco["val_ann"]).read_text())
+    boxes = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
+             for a in coco["annotations"] if not a["iscrowd"]]
+    (tmp_path / "dets.json").write_text(json.dumps(boxes))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for f in sorted(images.iterdir()):
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    predictor = PosePredictor.from_checkpoint(_checkpoint(tmp_path))
+    predictor.boxes = BoxesFile(tmp_path / "dets.json")
+    batches: list[int] = []
+    network = predictor.model
+    predictor.model = lambda x: batches.append(x.shape[0]) or network(x)
+    report = predictor.run(folder, tmp_path / "pred")
+    assert report.failed[0][0] == "broken.jpg" and report.predicted == len(coco["images"])
+    per_image = {img["file_name"]: sum(b["image_id"] == img["id"] for b in boxes) for img in coco["images"]}
+    names = sorted(per_image)
+    groups = [names[i:i + GROUP] for i in range(0, len(names), GROUP)]
+    assert batches == [n for g in groups for n in [sum(per_image[f] for f in g)] * 2 if n]  # image + flipped
+    records = json.loads((tmp_path / "pred" / "keypoints.json").read_text())["images"]
+    assert [r["file"] for r in records] == names
+    predictor.model = network
+    for record in records:
+        alone = predictor(read_image(str(folder / record["file"])), predictor.boxes.boxes_for(folder / record["file"]))
+        assert np.allclose(np.reshape([p["keypoints"] for p in record["persons"]], (-1, 17, 3)),
+                           np.reshape([p["keypoints"] for p in alone], (-1, 17, 3)), atol=0.01)
 
 
 def test_predict_errors_name_the_problem(tmp_path, capsys) -> None:

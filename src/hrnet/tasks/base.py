@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,18 +24,16 @@ from tqdm import tqdm
 
 from ..export import load_exported
 from ..files import (
-    VIDEO_SUFFIXES,
     is_number_list,
     iter_inputs,
-    read_image,
     read_json,
     write_atomic,
-    write_image,
 )
 from ..models import create_model, load_checkpoint
 from ..models.convert import torch_load
 from ..openvino_backend import ConversionCache, OpenVinoModel
 from ..seeding import EvaluationShard, ResumableLoader, SeededOrder
+from .pipeline import ERRORS, PredictLoop, first_line, is_video
 
 log = logging.getLogger(__name__)
 
@@ -393,6 +391,10 @@ class Predictor:
         """The result for ``image`` read from file ``source`` (``None`` for a video frame)."""
         return self(image)
 
+    def predict_many(self, images: Sequence[np.ndarray], sources: Sequence[Path | None]) -> list[Any]:
+        """:meth:`predict` of several images; tasks that run crops override it to batch them across images."""
+        return [self.predict(image, source) for image, source in zip(images, sources)]
+
     def draw(self, image: np.ndarray, result: Any) -> np.ndarray:
         """``result`` drawn on a copy of ``image`` (RGB uint8)."""
         raise NotImplementedError
@@ -430,23 +432,32 @@ class Predictor:
         target = out / self.results_file
         previous = self._previous_records(target) if skip_existing else {}
         inputs = list(iter_inputs(source))
+        loop = PredictLoop(self, out)
         records: list[dict[str, Any]] = []
-        failed: list[tuple[str, str]] = []
+        images: list[tuple[Path, Path]] = []
         reused = 0
-        for path in tqdm(inputs, desc="predict", unit="file", disable=None, leave=False):
-            video = path.suffix.lower() in VIDEO_SUFFIXES
-            picture = out / f"{path.stem}_{self.picture}{'.mp4' if video else '.jpg'}"
-            if path.name in previous and picture.exists():
-                records.extend(previous[path.name])
-                reused += 1
-                continue
-            try:
-                records.extend(self._run_video(path, out, picture) if video else [self._run_image(path, out, picture)])
-            except (ValueError, OSError, cv2.error) as err:
-                log.warning("skipping %s: %s", path, err)
-                failed.append((path.name, str(err).splitlines()[0] if str(err) else type(err).__name__))
+        with tqdm(total=len(inputs), desc="predict", unit="file", disable=None, leave=False) as bar:
+            for path in inputs:
+                picture = out / f"{path.stem}_{self.picture}{'.mp4' if is_video(path) else '.jpg'}"
+                if path.name in previous and picture.exists() or is_video(path):
+                    records += loop.images(images, bar)
+                    images = []
+                if path.name in previous and picture.exists():
+                    records += previous[path.name]
+                    reused += 1
+                    bar.update()
+                elif is_video(path):
+                    try:
+                        records += loop.video(path, picture)
+                    except ERRORS as err:
+                        loop.failed.append((path.name, first_line(err)))
+                        log.warning("skipping %s: %s", path, err)
+                    bar.update()
+                else:
+                    images.append((path, picture))
+            records += loop.images(images, bar)
         write_atomic(target, json.dumps({**self.header(), "images": records}))
-        return RunReport(target, len(inputs) - reused - len(failed), reused, failed)
+        return RunReport(target, len(inputs) - reused - len(loop.failed), reused, loop.failed)
 
     @staticmethod
     def _previous_records(target: Path) -> dict[str, list[dict[str, Any]]]:
@@ -459,45 +470,3 @@ class Predictor:
         for record in images:
             by_file.setdefault(record["file"], []).append(record)
         return by_file
-
-    def _run_image(self, path: Path, out: Path, picture: Path) -> dict[str, Any]:
-        image = read_image(str(path))
-        result = self.predict(image, path)
-        write_image(picture, self.draw(image, result))
-        return {"file": path.name, **self.record(result, out, path.stem)}
-
-    def _frames(self, path: Path) -> Iterator[tuple[np.ndarray, float]]:
-        """RGB frames and the frame rate; a progress bar on a terminal."""
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise ValueError(f"video {path} unreadable (OpenCV could not open it)")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        try:
-            with tqdm(total=total, desc=path.name, unit="frame", disable=None, leave=False) as bar:
-                while True:
-                    ok, frame = capture.read()
-                    if not ok:
-                        return
-                    bar.update()
-                    yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps
-        finally:
-            capture.release()
-
-    def _run_video(self, path: Path, out: Path, picture: Path) -> list[dict[str, Any]]:
-        """Every frame predicted and drawn into ``picture`` (written under a temporary name, then renamed)."""
-        partial = picture.with_name(f".{picture.stem}.partial{picture.suffix}")
-        writer, records = None, []
-        for index, (image, fps) in enumerate(self._frames(path)):
-            result = self.predict(image, None)
-            drawn = self.draw(image, result)
-            if writer is None:
-                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                         (image.shape[1], image.shape[0]))
-            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-            records.append({"file": path.name, "frame": index,
-                            **self.record(result, out, f"{path.stem}_{index:06d}")})
-        if writer is not None:
-            writer.release()
-            partial.replace(picture)
-        return records

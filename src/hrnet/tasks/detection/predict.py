@@ -48,9 +48,10 @@ class DetectionPredictor(Predictor):
         return cls(net, names, **settings)
 
     def accelerate(self, precision: str = "fp32", compile: bool = False, backend: str = "torch",
-                   calibration_batches: int = 8) -> None:
+                   calibration_batches: int = 8, cache: str | Path | bool = True) -> None:
         """``hrnet.inference.prepare`` on the backbone and neck (BN folded, channels-last, bf16 where native,
-        ``torch.compile``); the RPN and RoI heads stay fp32 eager. int8 and OpenVINO are not offered for detectors."""
+        ``torch.compile``); the RPN and RoI heads stay fp32 eager. int8 and OpenVINO (and so ``cache``) are not
+        offered for detectors."""
         from ...inference import prepare
 
         if precision == "int8" or backend != "torch":

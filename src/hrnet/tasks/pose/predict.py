@@ -95,33 +95,46 @@ class PosePredictor(Predictor):
         """The head arguments a checkpoint's hyper-parameters imply (its keypoint set's joint count)."""
         return {"num_joints": resolve_keypoints(hparams["keypoints"]).num_joints} if "keypoints" in hparams else {}
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray, boxes: Sequence[Box] | None = None) -> list[dict[str, Any]]:
-        """RGB uint8 (H, W, 3) and person boxes -> ``[{keypoints (K, 3), box, score}]``."""
-        if boxes is None:
-            boxes = [(0.0, 0.0, float(image.shape[1]), float(image.shape[0]), 1.0)]
-        if not boxes:
-            return []
+        """RGB uint8 (H, W, 3) and person boxes (default: the whole image) -> ``[{keypoints (K, 3), box, score}]``."""
+        return self.people([image], [boxes])[0]
+
+    @torch.no_grad()
+    def people(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box] | None]) -> list[list[dict[str, Any]]]:
+        """The people of several images, their crops run as one batch (flip test included)."""
         h, w = self.codec.input_size
-        crops, centers, scales = [], [], []
-        for x, y, bw, bh, _ in boxes:
-            center, scale = box_to_center_scale((x, y, bw, bh), w / h)
-            crop, _ = crop_image(image, center, scale, 0.0, (w, h))
-            crops.append(normalize_image(crop))
-            centers.append(center)
-            scales.append(scale)
-        images = torch.from_numpy(np.stack(crops)).to(self.device)
+        crops, centers, scales, owners = [], [], [], []
+        for index, (image, image_boxes) in enumerate(zip(images, boxes)):
+            if image_boxes is None:
+                image_boxes = [(0.0, 0.0, float(image.shape[1]), float(image.shape[0]), 1.0)]
+            for x, y, bw, bh, score in image_boxes:
+                center, scale = box_to_center_scale((x, y, bw, bh), w / h)
+                crops.append(normalize_image(crop_image(image, center, scale, 0.0, (w, h))[0]))
+                centers.append(center)
+                scales.append(scale)
+                owners.append((index, (x, y, bw, bh), score))
+        found: list[list[dict[str, Any]]] = [[] for _ in images]
+        if not crops:
+            return found
         flip_index = self.keypoints.flip_index if self.flip_test else None
-        heatmaps = predict_heatmaps(self.model, images, flip_index)
+        heatmaps = predict_heatmaps(self.model, torch.from_numpy(np.stack(crops)).to(self.device), flip_index)
         kpts = heatmaps_to_image_keypoints(self.codec, heatmaps, torch.from_numpy(np.stack(centers)),
                                            torch.from_numpy(np.stack(scales)))
-        return [{"keypoints": k, "box": list(map(float, b[:4])), "score": float(b[4] * k[:, 2].mean())}
-                for k, b in zip(kpts, boxes)]
+        for k, (index, box, score) in zip(kpts, owners):
+            found[index].append({"keypoints": k, "box": list(map(float, box)), "score": float(score * k[:, 2].mean())})
+        return found
+
+    def _boxes(self, image: np.ndarray, source: Path | None) -> Sequence[Box] | None:
+        """The people of ``image``: its entry in the boxes file, the detector's, or ``None`` (the whole image)."""
+        if self.boxes is not None and source is not None:
+            return self.boxes.boxes_for(source)
+        return self.detector(image) if self.detector is not None else None
 
     def predict(self, image: np.ndarray, source: Path | None) -> list[dict[str, Any]]:
-        if self.boxes is not None and source is not None:
-            return self(image, self.boxes.boxes_for(source))
-        return self(image, self.detector(image) if self.detector is not None else None)
+        return self(image, self._boxes(image, source))
+
+    def predict_many(self, images: Sequence[np.ndarray], sources: Sequence[Path | None]) -> list[list[dict[str, Any]]]:
+        return self.people(images, [self._boxes(image, source) for image, source in zip(images, sources)])
 
     def draw(self, image: np.ndarray, result: list[dict[str, Any]]) -> np.ndarray:
         drawn = image.copy()
