@@ -82,8 +82,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    """The task's predictions (pose keypoints, segmentation labels ...) for an image, a folder or a video."""
+def predictor_from_args(args: argparse.Namespace) -> Any:
+    """The task's :class:`hrnet.tasks.base.Predictor` that ``hrnet predict`` flags describe, accelerated as they say."""
     from .inference import tune_malloc
     from .openvino_backend import ConversionCache
     from .tasks.base import OpenVinoConversion, checkpoint_settings
@@ -104,7 +104,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         stored = (OpenVinoConversion(ConversionCache(cache)), stored[1])
     predictor = task.predictor().from_args(args, stored)
     predictor.accelerate(args.precision, args.compile, args.backend, args.calibration_batches, cache or False)
-    report = predictor.run(Path(args.source), Path(args.out), skip_existing=args.skip_existing)
+    return predictor
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """The task's predictions (pose keypoints, segmentation labels ...) for an image, a folder or a video."""
+    if args.devices is not None or args.num_nodes > 1:
+        report = _predict_distributed(args)
+        if report is None:  # a rank other than 0: rank 0 reports
+            return 0
+    else:
+        report = predictor_from_args(args).run(Path(args.source), Path(args.out), skip_existing=args.skip_existing)
     kept = f", {report.kept} kept from an earlier run" if report.kept else ""
     print(f"wrote {report.results} and pictures in {args.out} ({report.predicted} predicted{kept})")
     if report.failed:
@@ -114,6 +124,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"the others are in {report.results}", file=sys.stderr)
         return 1
     return 0
+
+
+def _predict_distributed(args: argparse.Namespace) -> Any:
+    """``hrnet predict --devices N [--num-nodes M]``: Lightning's predict loop on every device, one merged results file."""
+    from .files import VIDEO_SUFFIXES, iter_inputs
+    from .tasks.distributed_predict import predict_distributed
+
+    paths = list(iter_inputs(Path(args.source)))
+    videos = [path.name for path in paths if path.suffix.lower() in VIDEO_SUFFIXES]
+    if videos:
+        raise ValueError(f"--devices predicts image files; {videos[0]} is a video (predict videos without --devices)")
+    if args.skip_existing:
+        raise ValueError("--skip-existing applies to one-process runs; leave out --devices / --num-nodes")
+
+    def build(device: str) -> Any:
+        return predictor_from_args(argparse.Namespace(**{**vars(args), "device": device}))
+
+    devices = int(args.devices) if args.devices and args.devices.isdigit() else (args.devices or "auto")
+    return predict_distributed(build, paths, Path(args.out), devices, args.num_nodes, args.accelerator)
 
 
 def _cache_dir(chosen: str | None) -> Path | None:
@@ -258,6 +287,10 @@ def build_parser(task_flags: bool = True) -> argparse.ArgumentParser:
                    "(default: $HRNET_CACHE, else ~/.cache/hrnet; off: keep none)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
+    p.add_argument("--devices", help="run Lightning's predict loop on this many devices (or auto), one process each "
+                   "(DDP), each writing its shard of the results, merged into one results file at the end")
+    p.add_argument("--num-nodes", type=int, default=1, help="with --devices: machines taking part (default 1)")
+    p.add_argument("--accelerator", default="auto", help="with --devices: cpu, gpu or auto (Lightning's)")
     p.add_argument("--skip-existing", action="store_true",
                    help="keep the inputs an earlier run into --out finished (picture and records there); "
                    "predict the rest")

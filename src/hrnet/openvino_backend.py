@@ -52,7 +52,7 @@ from .runtime import PRECISIONS, input_channels
 logger = logging.getLogger("hrnet.inference")
 
 META_KEY = "hrnet"
-MAX_SHAPES = 8
+MAX_SHAPES = 16
 """Compiled input shapes kept per model (least recently used dropped first)."""
 
 

@@ -39,6 +39,8 @@ class PosePredictor(Predictor):
 
     results_file = "keypoints.json"
     picture = "pose"
+    batch_size = 16
+    """Person crops per network call."""
 
     def __init__(self, model: nn.Module, keypoints: KeypointSpec, codec: HeatmapCodec, flip_test: bool = True,
                  device: str = "cpu", boxes: BoxesFile | None = None, detector: PersonDetector | None = None,
@@ -101,7 +103,8 @@ class PosePredictor(Predictor):
 
     @torch.no_grad()
     def people(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box] | None]) -> list[list[dict[str, Any]]]:
-        """The people of several images, their crops run as one batch (flip test included)."""
+        """The people of several images, their crops run together in batches of ``batch_size`` (flip test
+        included): a few fixed batch shapes, each compiled once by the compiled backends."""
         h, w = self.codec.input_size
         crops, centers, scales, owners = [], [], [], []
         for index, (image, image_boxes) in enumerate(zip(images, boxes)):
@@ -117,7 +120,8 @@ class PosePredictor(Predictor):
         if not crops:
             return found
         flip_index = self.keypoints.flip_index if self.flip_test else None
-        heatmaps = predict_heatmaps(self.model, torch.from_numpy(np.stack(crops)).to(self.device), flip_index)
+        batch = torch.from_numpy(np.stack(crops)).to(self.device)
+        heatmaps = torch.cat([predict_heatmaps(self.model, part, flip_index) for part in batch.split(self.batch_size)])
         kpts = heatmaps_to_image_keypoints(self.codec, heatmaps, torch.from_numpy(np.stack(centers)),
                                            torch.from_numpy(np.stack(scales)))
         for k, (index, box, score) in zip(kpts, owners):
