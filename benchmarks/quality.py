@@ -7,15 +7,17 @@ Trains (or, if ``OUT/pose``, ``OUT/pose_w32`` / ``OUT/seg`` already hold a finis
 demo model, a pose_hrnet_w32 trained briefly on the same synthetic COCO data (:data:`W32`) and the
 segmentation demo model, then runs every held-out sample through eager fp32 and through
 ``prepare(..., "bf16")`` with and without ``compile``, through ``prepare(..., "int8")``, and through
-OpenVINO (``backend="openvino"``) in bf16 and int8 (int8 calibrated on training batches: 256 crops for
-pose, 64 for segmentation):
+OpenVINO (``backend="openvino"``) in fp32, bf16, int8 and accuracy-aware int8 (:data:`ACCURACY_MAX_ERROR`;
+int8 calibrated on training batches: 256 crops for pose, 64 for segmentation; the bf16 modes only where the
+CPU has native bf16):
 
 * pose: decoded keypoints (the task's own codec, in input-crop pixels) - the share of joints that move
   by at most 0.5 px, and the largest move;
 * segmentation: the share of pixels whose label (the task's own test-time inference, at image
   resolution) is unchanged.
 
-For int8 it also prints ``int8_error`` (:func:`hrnet.quantization.int8_error`), the check ``prepare`` makes
+For pose it also prints each OpenVINO mode's speed on that model (ms/image at batch 8, median of 5
+interleaved rounds); for int8 ``int8_error`` (:func:`hrnet.quantization.int8_error`), the check ``prepare`` makes
 on the first calibration batch.
 """
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -44,15 +48,40 @@ def modes(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]], bat
     (when openvino and nncf are installed); int8 calibrated on the first ``batches`` training batches.
     ``only``: parts of mode names to build (all when empty)."""
     calibration = [batch["image"] for batch in itertools.islice(loader, batches)]
-    table: dict[str, Callable[[], Any]] = {"bf16": lambda: prepare(model, "bf16"),
-                                           "bf16 + compile": lambda: prepare(model, "bf16", compile=True)}
+    table: dict[str, Callable[[], Any]] = {}
+    if bf16_supported(torch.device("cpu")):
+        table["bf16"] = lambda: prepare(model, "bf16")
+        table["bf16 + compile"] = lambda: prepare(model, "bf16", compile=True)
     if quantization.available():
         table["int8"] = lambda: prepare(model, "int8", calibration=calibration)
     if openvino_backend.available():
-        table["openvino bf16"] = lambda: prepare(model, "bf16", backend="openvino")
+        table["openvino fp32"] = lambda: prepare(model, "fp32", backend="openvino")
+        if bf16_supported(torch.device("cpu")):
+            table["openvino bf16"] = lambda: prepare(model, "bf16", backend="openvino")
     if openvino_backend.available(int8=True):
         table["openvino int8"] = lambda: prepare(model, "int8", calibration=calibration, backend="openvino")
+        table["openvino int8 accuracy-aware"] = lambda: prepare(model, "int8", calibration=calibration,
+                                                                backend="openvino", int8_max_error=ACCURACY_MAX_ERROR)
     return {name: build() for name, build in table.items() if not only or any(part in name for part in only)}
+
+
+ACCURACY_MAX_ERROR = 0.01
+"""The accuracy-aware OpenVINO int8 mode: relative RMS error against float that NNCF may leave."""
+
+
+def speed(models: dict[str, Any], batch: torch.Tensor, rounds: int = 5) -> dict[str, float]:
+    """Median ms per image of each OpenVINO mode on ``batch``, the modes interleaved in each round."""
+    chosen = {name: net for name, net in models.items() if name.startswith("openvino")}
+    times: dict[str, list[float]] = {name: [] for name in chosen}
+    with torch.inference_mode():
+        for net in chosen.values():
+            net(batch)
+        for _ in range(rounds):
+            for name, net in chosen.items():
+                start = time.perf_counter()
+                net(batch)
+                times[name].append(1000 * (time.perf_counter() - start) / batch.shape[0])
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 W32 = replace(PoseDemoConfig(), model="pose_hrnet_w32", epochs=12, lr_steps=(10,), val_every=6)
@@ -79,6 +108,7 @@ def pose_quality(out: Path, cfg: PoseDemoConfig, only: list[str]) -> None:
             for name, net in {"fp32": model, **fast}.items():
                 xy, _ = task.codec.decode(net(batch["image"]).float().numpy())
                 coords[name].append(task.codec.heatmap_to_input(xy))
+    milliseconds = speed(fast, batch["image"][:8])
     ref = np.concatenate(coords["fp32"])
     h, w = cfg.input_size
     ap = json.loads((out / "metrics.json").read_text()).get("AP", float("nan"))
@@ -88,7 +118,12 @@ def pose_quality(out: Path, cfg: PoseDemoConfig, only: list[str]) -> None:
     for name in fast:
         move = np.linalg.norm(np.concatenate(coords[name]) - ref, axis=-1)
         print(f"  {name}: {100 * (move <= 0.5).mean():.2f}% of joints move <= 0.5 px; "
-              f"{100 * (move == 0).mean():.2f}% not at all; largest move {move.max():.2f} px{_int8_note(fast[name])}")
+              f"{100 * (move == 0).mean():.2f}% not at all; largest move {move.max():.2f} px{_int8_note(fast[name])}"
+              f"{_speed_note(milliseconds, name)}")
+
+
+def _speed_note(milliseconds: dict[str, float], name: str) -> str:
+    return f"; {milliseconds[name]:.2f} ms/image at batch 8" if name in milliseconds else ""
 
 
 def _int8_note(model: Any) -> str:
@@ -133,7 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     only = args.modes.split(",") if args.modes else []
     if not bf16_supported(torch.device("cpu")):
-        raise SystemExit("quality.py: this CPU has no native bf16 (AVX512-BF16/AMX); nothing to measure")
+        print("quality.py: this CPU has no native bf16 (AVX512-BF16/AMX): the bf16 modes are left out")
     pose_quality(args.out / "pose", PoseDemoConfig(), only)
     if not args.skip_w32:
         epochs = args.w32_epochs

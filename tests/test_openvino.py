@@ -200,6 +200,20 @@ def test_int8_close_on_a_fit_model_and_flagged_on_an_unfit_one(converted, caplog
 
 
 @needs_nncf
+def test_accuracy_aware_int8_keeps_the_layers_that_hurt_in_float() -> None:
+    """int8_max_error: NNCF's accuracy-aware quantization puts back into float what int8 cannot hold, until the
+    outputs are within the bound of float's; on the spiky network plain int8 is off by more than half."""
+    bad_model, batches = spiky()
+    plain = prepare(bad_model, "int8", calibration=batches, backend="openvino", cache=False)
+    aware = prepare(bad_model, "int8", calibration=batches, backend="openvino", cache=False, int8_max_error=0.02)
+    assert plain.int8_error > 0.5 and aware.int8_error < 0.02
+    with torch.inference_mode():
+        assert rel_err(aware(batches[1]), bad_model(batches[1])) < 0.02
+    with pytest.raises(ValueError, match="int8_max_error applies to precision='int8' with backend='openvino'"):
+        prepare(bad_model, "int8", calibration=batches, int8_max_error=0.02)
+
+
+@needs_nncf
 def test_calibrate_then_int8_falls_back_to_openvino_bf16() -> None:
     model, batches = spiky()
     lazy = CalibrateThenInt8(model, batches=1, backend="openvino")

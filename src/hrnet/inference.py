@@ -381,7 +381,8 @@ def _report_int8_error(error: float, path: str) -> None:
 
 
 def _prepare_openvino(model: nn.Module, precision: str, compile: bool | None, compile_options: Mapping[str, Any] | None,
-                      calibration: Iterable[Tensor] | None, cache: str | Path | bool) -> OpenVinoModel:
+                      calibration: Iterable[Tensor] | None, cache: str | Path | bool,
+                      int8_max_error: float | None) -> OpenVinoModel:
     """``prepare(..., backend="openvino")``: the cached conversion of ``model`` when there is one, else
     ``model`` folded, converted (and stored in the cache)."""
     from .openvino_backend import ConversionCache, OpenVinoModel, default_cache_dir
@@ -393,11 +394,12 @@ def _prepare_openvino(model: nn.Module, precision: str, compile: bool | None, co
     batches = list(calibration) if calibration is not None else None
     root = default_cache_dir() if cache is True else (Path(cache) if cache else None)
     store = ConversionCache(root) if root is not None else None
-    key = store.model_key(model, precision == "int8", batches or ()) if store is not None else ""
+    variant = f"max_error={int8_max_error}" if int8_max_error is not None else ""
+    key = store.model_key(model, precision == "int8", batches or (), variant) if store is not None else ""
     result = store.load(key, precision) if store is not None else None
     if result is None:
         result = OpenVinoModel.convert(fold_batchnorm(model), precision, example=batches[0][:1] if batches else None,
-                                       calibration=batches)
+                                       calibration=batches, max_error=int8_max_error)
         if store is not None:
             store.store(key, result)
     if result.int8_error is not None:
@@ -415,6 +417,7 @@ def prepare(
     calibration: Iterable[Tensor] | None = None,
     backend: str = "torch",
     cache: str | Path | bool = True,
+    int8_max_error: float | None = None,
 ) -> InferenceModel | OpenVinoModel:
     """A fast-inference version of ``model`` with the same outputs' meaning.
 
@@ -423,6 +426,9 @@ def prepare(
     shape, fastest on CPUs; ``compile``, ``compile_options`` and ``channels_last`` do not apply). Its
     conversions and compiled shapes are kept on disk (:class:`hrnet.openvino_backend.ConversionCache`):
     ``cache=True`` in :func:`hrnet.openvino_backend.default_cache_dir`, a path there, ``False`` nowhere.
+    ``int8_max_error`` (OpenVINO int8 only): NNCF's accuracy-aware quantization, which keeps the layers that
+    hurt most in float until int8 moves the outputs on the calibration batches by at most this relative
+    RMS error (:func:`hrnet.openvino_backend.quantize_int8`).
     The steps below are the default ``backend="torch"``:
 
     1. :func:`fold_batchnorm` (a deep copy; ``model`` is left untouched);
@@ -452,8 +458,10 @@ def prepare(
         raise ValueError(f"prepare: precision must be one of {PRECISIONS}, got {precision!r}")
     if backend not in BACKENDS:
         raise ValueError(f"prepare: backend must be one of {BACKENDS}, got {backend!r}")
+    if int8_max_error is not None and (backend != "openvino" or precision != "int8"):
+        raise ValueError("prepare: int8_max_error applies to precision='int8' with backend='openvino' (NNCF)")
     if backend == "openvino":
-        return _prepare_openvino(model, precision, compile, compile_options, calibration, cache)
+        return _prepare_openvino(model, precision, compile, compile_options, calibration, cache, int8_max_error)
     folded = fold_batchnorm(model)
     device = _device_of(folded)
     chosen = precision

@@ -75,12 +75,17 @@ def bf16_native() -> bool:
     return "BF16" in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def quantize_int8(ov_model: Any, calibration: Sequence[Tensor]) -> Any:
+def quantize_int8(ov_model: Any, calibration: Sequence[Tensor], max_error: float | None = None) -> Any:
     """An int8 copy of an OpenVINO model: NNCF post-training quantization (its "performance" preset:
     symmetric per-tensor activations, per-channel weights) with activation ranges from the input
     batches in ``calibration``, and NNCF's full bias correction rather than its fast default: on the
     demo-trained pose model it kept 98.2% of joints within 0.5 px of fp32 against 95.6% (the
-    asymmetric "mixed" preset 95.4%, SmoothQuant 95.8%, leaving the last convolution in float 95.5%)."""
+    asymmetric "mixed" preset 95.4%, SmoothQuant 95.8%, leaving the last convolution in float 95.5%).
+
+    ``max_error`` turns on NNCF's accuracy-aware quantization (``quantize_with_accuracy_control``): layers
+    are put back into float, those that move the outputs most first, until the outputs on the calibration
+    batches are within ``max_error`` relative RMS error of the float model's (the metric is
+    ``1 - error``, NNCF's absolute drop bound ``max_error``)."""
     try:
         import nncf
     except ImportError as err:
@@ -88,7 +93,23 @@ def quantize_int8(ov_model: Any, calibration: Sequence[Tensor]) -> Any:
     arrays = [_to_numpy(batch) for batch in calibration]
     if not arrays:
         raise ValueError("OpenVINO int8: calibration is empty; give at least one NCHW input batch")
-    return nncf.quantize(ov_model, nncf.Dataset(arrays), subset_size=len(arrays), fast_bias_correction=False)
+    if max_error is None:
+        return nncf.quantize(ov_model, nncf.Dataset(arrays), subset_size=len(arrays), fast_bias_correction=False)
+    float_model = _openvino().Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    references = [[np.asarray(out) for out in float_model(x).values()] for x in arrays]
+
+    def agreement(compiled: Any, items: Iterable[tuple[Any, list[Any]]]) -> tuple[float, None]:
+        squared = total = 0.0
+        for x, reference in items:
+            for out, ref in zip(compiled(x).values(), reference):
+                squared += float(np.square(np.asarray(out, np.float64) - ref).sum())
+                total += float(np.square(ref, dtype=np.float64).sum())
+        return 1.0 - (squared / max(total, 1e-30)) ** 0.5, None
+
+    validation = nncf.Dataset(list(zip(arrays, references)), lambda item: item[0])
+    return nncf.quantize_with_accuracy_control(ov_model, nncf.Dataset(arrays), validation, agreement,
+                                               max_drop=max_error, subset_size=len(arrays),
+                                               fast_bias_correction=False)
 
 
 def _to_numpy(images: Tensor) -> Any:
@@ -137,10 +158,11 @@ class ConversionCache:
         self.compiled = self.folder / "compiled"
 
     @staticmethod
-    def model_key(model: nn.Module, int8: bool, calibration: Sequence[Tensor] = ()) -> str:
-        """The digest naming ``model``'s converted form (about 0.2 s for pose_hrnet_w32's 114 MB)."""
+    def model_key(model: nn.Module, int8: bool, calibration: Sequence[Tensor] = (), variant: str = "") -> str:
+        """The digest naming ``model``'s converted form (about 0.2 s for pose_hrnet_w32's 114 MB); ``variant``
+        names conversion options (int8's ``max_error``)."""
         digest = _versioned_digest(int8)
-        for text in ("int8" if int8 else "float", type(model).__qualname__, repr(model)):
+        for text in ("int8" if int8 else "float", variant, type(model).__qualname__, repr(model)):
             digest.update(text.encode() + b"\0")
         tensors = [(name, tensor) for name, tensor in model.state_dict().items()]
         tensors += [(f"calibration.{i}", batch) for i, batch in enumerate(calibration)]
@@ -220,12 +242,13 @@ class OpenVinoModel:
 
     @classmethod
     def convert(cls, model: nn.Module, precision: str = "fp32", example: Tensor | None = None,
-                calibration: Iterable[Tensor] | None = None, num_threads: int | None = None) -> OpenVinoModel:
+                calibration: Iterable[Tensor] | None = None, num_threads: int | None = None,
+                max_error: float | None = None) -> OpenVinoModel:
         """Trace ``model`` (eval mode, on the CPU) into OpenVINO with dynamic batch, height and width.
 
         ``example`` is the tracing input (default: one 256x256 image); ``calibration`` (int8 only)
         yields NCHW input batches for the activation ranges, and its first batch measures
-        ``int8_error`` against PyTorch fp32."""
+        ``int8_error`` against PyTorch fp32; ``max_error`` (int8 only): :func:`quantize_int8`'s."""
         if precision not in PRECISIONS:
             raise ValueError(f"OpenVinoModel: precision must be one of {PRECISIONS}, got {precision!r}")
         if (precision == "int8") != (calibration is not None):
@@ -239,7 +262,7 @@ class OpenVinoModel:
         result = cls(ov_model, spec, precision, getattr(model, "preset", None), num_threads)
         if calibration is not None:
             batches = list(calibration)
-            result.ov_model = quantize_int8(ov_model, batches)
+            result.ov_model = quantize_int8(ov_model, batches, max_error)
             from .quantization import relative_rms_error
 
             with torch.no_grad():
