@@ -8,7 +8,8 @@ in COCO results format; Cityscapes-style street scenes), a checkpoint of random 
 depend on them) and then measures, in one process:
 
 - **end to end**: ``Predictor.run`` over the folder (decode, crop, network, decode keypoints, draw, write
-  pictures and the results file), as ``hrnet predict DIR`` runs it, after one warm-up pass over the same
+  pictures and the results file), as ``hrnet predict DIR`` runs it, and over the same images as the frames
+  of an mp4 video (each frame one whole-frame person, the video written with the drawings), after one warm-up pass over the same
   folder so that every input shape is compiled (steady state); images/s and persons/s;
 - **model only**: the same network, backend and batches on the same inputs already decoded, cropped and
   normalised (pose: every person crop in the predictor's batches, with the flip test; segmentation: each
@@ -102,6 +103,34 @@ def pose_model_only(predictor: Any, folder: Path) -> float:
         return timed(lambda: [predict_heatmaps(predictor.model, part, flip) for part in parts])
 
 
+def write_video(folder: Path, path: Path, fps: float = 25.0) -> int:
+    """The folder's images as the frames of an mp4 video; returns the frame count."""
+    frames = [cv2.imread(str(p)) for p in iter_inputs(folder)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return len(frames)
+
+
+def video_model_only(predictor: Any, video: Path) -> float:
+    """Seconds of the network alone on every frame as one whole-frame person crop, in the loop's frame groups."""
+    from hrnet.tasks.pipeline import GROUP
+
+    h, w = predictor.codec.input_size
+    capture, crops = cv2.VideoCapture(str(video)), []
+    while (frame := capture.read())[0]:
+        image = cv2.cvtColor(frame[1], cv2.COLOR_BGR2RGB)
+        center, scale = box_to_center_scale((0.0, 0.0, float(image.shape[1]), float(image.shape[0])), w / h)
+        crops.append(normalize_image(crop_image(image, center, scale, 0.0, (w, h))[0]))
+    flip = predictor.keypoints.flip_index if predictor.flip_test else None
+    parts = torch.from_numpy(np.stack(crops)).split(GROUP)
+    with torch.inference_mode():
+        for part in parts:
+            predict_heatmaps(predictor.model, part, flip)
+        return timed(lambda: [predict_heatmaps(predictor.model, part, flip) for part in parts])
+
+
 def seg_model_only(predictor: Any, folder: Path) -> float:
     tensors = [torch.from_numpy(normalize_image(read_image(str(p))))[None] for p in iter_inputs(folder)]
     with torch.inference_mode():
@@ -153,6 +182,13 @@ def main() -> None:
             e2e = timed(lambda: predictor.run(folder, root / "pose_out"))
             lines.append(row(f"pose {POSE_MODEL} 256x192, flip, boxes given", args.images, persons, e2e,
                              pose_model_only(predictor, folder)))
+            video = root / "clip.mp4"
+            frames = write_video(folder, video)
+            predictor.boxes = None  # a video frame is one person, the whole frame
+            predictor.run(video, root / "warm_video")
+            e2e = timed(lambda: predictor.run(video, root / "video_out"))
+            lines.append(row(f"pose {POSE_MODEL} on a 480x640 video, whole frame, flip", frames, frames, e2e,
+                             video_model_only(predictor, video)))
             if not args.no_start:
                 one = root / "one.jpg"
                 cv2.imwrite(str(one), cv2.imread(str(next(iter_inputs(folder)))))
