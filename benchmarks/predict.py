@@ -17,7 +17,8 @@ depend on them) and then measures, in one process:
 - **start** (``--no-start`` skips it): wall time of ``hrnet predict one.jpg`` in a fresh process, first with
   an empty conversion cache (cold) and then again (warm), and with ``--backend torch``.
 
-The CPU (name, bf16/int8 flags) is printed with the tables.
+The CPU (name, bf16/int8 flags) is printed with the tables, and the ISA paths the network's kernels took
+(:mod:`hrnet.cpu`: the compiled OpenVINO graphs' kernels, or oneDNN's log for the torch backend).
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ import torch
 
 from hrnet import create_model
 from hrnet.cli import build_parser, predictor_from_args
-from hrnet.cpu import cpu_flags, cpu_name
+from hrnet.cpu import (
+    cpu_flags,
+    cpu_name,
+    describe,
+    isa_paths,
+    onednn_kernels,
+    openvino_kernels,
+)
 from hrnet.files import iter_inputs, normalize_image, read_image
 from hrnet.keypoints.geometry import box_to_center_scale, crop_image
 from hrnet.keypoints.topdown import predict_heatmaps
@@ -149,6 +157,14 @@ def start_times(one: Path, weights: Path, backend: list[str], cache: Path) -> di
     return {"cold": run(*chosen), "warm": run(*chosen), "torch": run("--backend", "torch")}
 
 
+def kernels_of(predictor: Any, x: torch.Tensor) -> str:
+    """The ISA families and kernels the predictor's network ran on (OpenVINO's compiled graphs, else oneDNN's log)."""
+    compiled = getattr(predictor.model, "compiled_models", None)
+    with torch.inference_mode():
+        used = openvino_kernels(compiled()) if compiled else onednn_kernels(lambda: predictor.model(x))
+    return f"{' + '.join(isa_paths(used)) or 'PyTorch kernels'} ({describe(used)})"
+
+
 def row(task: str, images: int, persons: int | None, e2e: float, model: float) -> str:
     per = (f"{persons / e2e:.1f} | {persons / model:.1f}" if persons else "- | -")
     return (f"| {task} | {images} | {persons or '-'} | {images / e2e:.2f} | {images / model:.2f} | {per} | "
@@ -169,7 +185,8 @@ def main() -> None:
           f"{args.backend} {args.precision}")
     lines = ["| task | images | persons | e2e images/s | model-only images/s | e2e persons/s | model-only persons/s "
              "| e2e / model-only |", "|---|---|---|---|---|---|---|---|"]
-    starts = {}
+    starts: dict[str, dict[str, float]] = {}
+    kernels: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cache = root / "cache"
@@ -179,6 +196,7 @@ def main() -> None:
             predictor = predictor_for([str(folder), "--weights", str(weights), "--boxes", str(boxes), *backend,
                                        "--cache-dir", str(cache)])
             predictor.run(folder, root / "warm")
+            kernels["pose"] = kernels_of(predictor, torch.zeros(1, 3, 256, 192))
             e2e = timed(lambda: predictor.run(folder, root / "pose_out"))
             lines.append(row(f"pose {POSE_MODEL} 256x192, flip, boxes given", args.images, persons, e2e,
                              pose_model_only(predictor, folder)))
@@ -199,10 +217,13 @@ def main() -> None:
             weights = write_checkpoint(root / "seg.ckpt", SEG_MODEL, num_classes=19)
             predictor = predictor_for([str(folder), "--weights", str(weights), *backend, "--cache-dir", str(cache)])
             predictor.run(folder, root / "warm_seg")
+            kernels["segmentation"] = kernels_of(predictor, torch.zeros(1, 3, 512, 1024))
             e2e = timed(lambda: predictor.run(folder, root / "seg_out"))
             lines.append(row(f"segmentation {SEG_MODEL} 512x1024", images, None, e2e,
                              seg_model_only(predictor, folder)))
     print("\n".join(lines))
+    for task, used in kernels.items():
+        print(f"ISA paths, {task}: {used}")
     for task, times in starts.items():
         print(f"start, hrnet predict one.jpg ({task}, {POSE_MODEL}): {args.backend} {args.precision} cold cache "
               f"{times['cold']:.1f} s, warm cache {times['warm']:.1f} s; torch fp32 {times['torch']:.1f} s")
