@@ -208,9 +208,13 @@ def checkpoint_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
 def cli_cases(root: Path) -> list[tuple[str, Callable[[], Any]]]:
     config = root / "fit.yaml"
     config.write_text("model:\n  model: pose_hrnet_w18_small\n  lr_stepz: [1]\n")
+    torch.save(hrnet.create_model("higher_hrnet_w18_small").state_dict(), root / "higher.pth")
+    (root / "boxes.json").write_text("[]")
     return [
         ("`hrnet fit`: a config key that does not exist", lambda: main(["fit", "--config", str(config)])),
-        ("`hrnet fit`: a preset without a pipeline", lambda: main(["fit", "--model.model", "higher_hrnet_w32"])),
+        ("`hrnet predict`: `--boxes` with a bottom-up model", lambda: main([
+            "predict", str(root / "predict_in"), "--weights", str(root / "higher.pth"), "--model",
+            "higher_hrnet_w18_small", "--boxes", str(root / "boxes.json"), "--out", str(root / "predict_out")])),
         ("`hrnet predict`: a folder with a truncated JPEG", lambda: main([
             "predict", str(root / "predict_in"), "--weights", str(root / "w32.pth"), "--model", "pose_hrnet_w32",
             "--out", str(root / "predict_out")])),

@@ -1,5 +1,5 @@
 """One smoke test over the task table: every task with a pipeline fits on its synthetic data, predicts
-from the checkpoint and from each export format it supports; presets without a pipeline get a one-line
+from the checkpoint and from each export format it supports; a preset without a pipeline gets a one-line
 error from every command that needs one."""
 
 from __future__ import annotations
@@ -78,9 +78,13 @@ def test_every_preset_task_is_a_known_identifier() -> None:
     assert set(TASKS) <= {p.task for p in PRESETS.values()}
 
 
-@pytest.mark.parametrize("preset", sorted({p.name for p in PRESETS.values() if p.task not in TASKS}))
-def test_presets_without_a_pipeline_are_a_one_line_error(preset: str, tmp_path: Path, capsys) -> None:
-    with pytest.raises(ValueError, match=f"{preset} is a {PRESETS[preset].task} model.*tasks with one: pose"):
+def test_a_preset_without_a_pipeline_is_a_one_line_error(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Every preset's task has a pipeline today; one whose task has none (bottom-up's, taken out of the table
+    here) gets a one-line error naming the tasks that have one from every command that needs one."""
+    assert {p.task for p in PRESETS.values()} <= set(TASKS)
+    preset = "higher_hrnet_w18_small"
+    monkeypatch.delitem(TASKS, PRESETS[preset].task)
+    with pytest.raises(ValueError, match=f"{preset} is a bottomup model.*tasks with one: pose"):
         task_of(preset, "predict")
     weights = tmp_path / "w.pt"
     torch.save(create_model(preset).state_dict(), weights)

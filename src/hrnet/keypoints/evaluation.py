@@ -3,7 +3,8 @@
 * :func:`oks` is COCO's object keypoint similarity (the formula of ``COCOeval.computeOks``).
 * :func:`rescore` + :func:`oks_nms` (or both via :func:`rescore_and_nms`) reproduce the official
   HRNet test pipeline (``COCODataset.evaluate`` and ``nms.oks_nms``).
-* :func:`coco_keypoint_eval` runs stock ``pycocotools`` ``COCOeval(gt, dt, "keypoints")``.
+* :func:`coco_keypoint_eval` runs stock ``pycocotools`` ``COCOeval(gt, dt, "keypoints")``;
+  :func:`crowd_keypoint_eval` the CrowdPose benchmark (``xtcocotools``, ``"keypoints_crowd"``).
 
 An *instance* is a dict with ``image_id`` (int), ``keypoints`` ((K, 3) array of x, y, confidence in
 original-image pixels), ``score`` (detection box score before rescoring) and ``area`` (the official
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import io
 import json
 import logging
@@ -28,15 +30,20 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "COCO_STAT_NAMES",
+    "CROWD_STAT_NAMES",
     "coco_keypoint_eval",
+    "crowd_keypoint_eval",
     "oks",
     "oks_nms",
     "rescore",
+    "require_xtcocotools",
     "rescore_and_nms",
     "to_coco_results",
 ]
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+CROWD_STAT_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard")
+"""The stats of xtcocotools' ``keypoints_crowd`` summary, in order (easy / medium / hard: by crowd index)."""
 
 # pycocotools' stock Params.kpt_oks_sigmas, written the same way so the values are bit-identical.
 _PYCOCOTOOLS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
@@ -213,3 +220,44 @@ def coco_keypoint_eval(coco_gt: Any, results: Sequence[Mapping[str, Any]] | str 
         coco_eval.summarize()
     logger.info("COCO keypoint evaluation:\n%s", buf.getvalue())
     return {name: float(v) for name, v in zip(COCO_STAT_NAMES, coco_eval.stats)}
+
+
+def require_xtcocotools() -> None:
+    """A one-line error unless ``xtcocotools`` (the CrowdPose evaluation) is installed."""
+    if importlib.util.find_spec("xtcocotools") is None:
+        raise ValueError("CrowdPose keypoint evaluation (keypoints_crowd) needs xtcocotools: pip install xtcocotools")
+
+
+def crowd_keypoint_eval(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], sigmas: Sequence[float] | None,
+                        where: str = "ground truth") -> dict[str, float]:
+    """The CrowdPose benchmark: ``xtcocotools`` ``COCOeval(gt, dt, "keypoints_crowd", sigmas, use_area=False)``
+    (the official HigherHRNet uses crowdposetools, the same protocol); returns :data:`CROWD_STAT_NAMES`.
+
+    ``gt`` is the COCO-format dict; its images need CrowdPose's ``crowdIndex`` (easy < 0.1 <= medium <= 0.8 <
+    hard). With no results, logs a warning and returns all zeros.
+    """
+    require_xtcocotools()
+    from xtcocotools.coco import COCO
+    from xtcocotools.cocoeval import COCOeval
+
+    if sigmas is None:
+        raise ValueError(f"{where}: CrowdPose evaluation needs the keypoint set's OKS sigmas")
+    missing = next((img.get("id") for img in gt["images"] if "crowdIndex" not in img), None)
+    if missing is not None:
+        raise ValueError(f"{where}: image id {missing} has no 'crowdIndex' (CrowdPose evaluation sorts images by it)")
+    if not results:
+        logger.warning("crowd_keypoint_eval: no keypoint results to evaluate; reporting all metrics as 0")
+        return {name: 0.0 for name in CROWD_STAT_NAMES}
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy(dict(gt))
+        coco_gt.createIndex()
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(list(results))), "keypoints_crowd",
+                             np.asarray(sigmas, dtype=np.float64), use_area=False)
+        coco_eval.params.useSegm = None
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    logger.info("CrowdPose keypoint evaluation:\n%s", buf.getvalue())
+    return {name: float(v) for name, v in zip(CROWD_STAT_NAMES, coco_eval.stats)}

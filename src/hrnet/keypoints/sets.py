@@ -1,8 +1,8 @@
 """Keypoint sets as data: joint names, flip pairs, skeleton, OKS sigmas and loss weights.
 
 The official pose code hard-codes these per dataset; here a dataset config names a preset (``coco``,
-``mpii``; faces ``wflw``, ``300w``, ``cofw``, ``aflw``) or spells out its own set, so custom keypoints need no
-code change.
+``mpii``, ``crowdpose``; faces ``wflw``, ``300w``, ``cofw``, ``aflw``) or spells out its own set, so custom
+keypoints need no code change.
 """
 
 from __future__ import annotations
@@ -124,6 +124,24 @@ MPII_KEYPOINTS = KeypointSpec(
     upper_body_ids=(7, 8, 9, 10, 11, 12, 13, 14, 15),
 )
 
+# CrowdPose (Li et al., CVPR 2019): 14 joints in the order of its JSON files. The flip pairs are those of the
+# official HigherHRNet ``FLIP_CONFIG['CROWDPOSE']`` (lib/dataset/transforms/build.py); the sigmas are
+# crowdposetools' (COCO's body values, head top and neck 0.079).
+CROWDPOSE_KEYPOINTS = KeypointSpec(
+    name="crowdpose",
+    joint_names=(
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "top_head", "neck",
+    ),
+    flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
+    skeleton=(
+        (10, 8), (8, 6), (11, 9), (9, 7), (6, 7), (0, 6), (1, 7), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5),
+        (12, 13), (1, 13), (0, 13),
+    ),
+    sigmas=(0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079),
+    upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
+)
+
 
 # ------------------------------------------------------------------------------------------------ faces
 # The four face sets of the HRNet face application (official HRNet-Facial-Landmark-Detection). Their flip
@@ -229,8 +247,8 @@ AFLW_KEYPOINTS = KeypointSpec(
 )
 
 KEYPOINT_SPECS: dict[str, KeypointSpec] = {
-    s.name: s for s in (COCO_KEYPOINTS, MPII_KEYPOINTS, WFLW_KEYPOINTS, FACE300W_KEYPOINTS, COFW_KEYPOINTS,
-                        AFLW_KEYPOINTS)
+    s.name: s for s in (COCO_KEYPOINTS, MPII_KEYPOINTS, CROWDPOSE_KEYPOINTS, WFLW_KEYPOINTS, FACE300W_KEYPOINTS,
+                        COFW_KEYPOINTS, AFLW_KEYPOINTS)
 }
 
 
@@ -241,7 +259,7 @@ def get_keypoint_spec(name: str) -> KeypointSpec:
 
 
 def resolve_keypoints(keypoints: str | Mapping[str, Any] | KeypointSpec) -> KeypointSpec:
-    """A keypoint set from a preset name (``coco``, ``mpii``), a config mapping, or as is."""
+    """A keypoint set from a preset name (``coco``, ``mpii``, ``crowdpose`` ...), a config mapping, or as is."""
     if isinstance(keypoints, KeypointSpec):
         return keypoints
     if isinstance(keypoints, str):

@@ -118,6 +118,12 @@ def _presets() -> dict[str, Preset]:
         spec = derive_spec(16 if schedule is W18_SMALL_V1 else 18, multi_scale_output=False, **schedule, **NEAREST)
         presets.append(Preset(name, "pose", spec, _pose_head, {"num_joints": 17}, (256, 192), family="pose",
                               source="HRNet-Image-Classification backbone"))
+    # No official small HigherHRNet: pose_hrnet_w18_small's body with the HigherHRNet head, for CPU-sized
+    # training (the bottom-up demo).
+    presets.append(Preset("higher_hrnet_w18_small", "bottomup",
+                          derive_spec(16, multi_scale_output=False, **W18_SMALL_V1, **NEAREST), _higher_head,
+                          {"num_joints": 17}, (256, 256), family="higher", source="HRNet-Image-Classification backbone",
+                          outputs=("heatmaps_and_tags", "heatmaps_2x")))
     for width in (32, 48):
         spec = derive_spec(width, multi_scale_output=False, **NEAREST)
         presets.append(Preset(f"pose_hrnet_w{width}", "pose", spec, _pose_head, {"num_joints": 17},

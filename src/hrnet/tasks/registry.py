@@ -3,8 +3,8 @@
 ``hrnet predict``, ``hrnet fit|validate|test``, ``hrnet demo`` and ``hrnet export`` read :data:`TASKS`;
 nothing else in the package lists tasks. A task's classes are imported when it is used, so building the
 command line does not import Lightning. Presets name their task with the same identifiers
-(``Preset.task``); presets whose task has no entry here (``bottomup`` today)
-still build, load checkpoints and export, and the commands that need a pipeline say which tasks have one.
+(``Preset.task``); a preset whose task has no entry here would still build, load checkpoints and export, and
+the commands that need a pipeline would say which tasks have one.
 
 Adding a task: its folder under ``tasks/``, one :class:`Task` entry below, its demo, configs and tests.
 """
@@ -120,6 +120,25 @@ def _face_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
     return FaceDemoConfig, run_face_demo
 
 
+def _bottomup_lightning() -> tuple[type, type]:
+    from .bottomup.data import BottomUpDataModule
+    from .bottomup.module import BottomUpPose
+
+    return BottomUpPose, BottomUpDataModule
+
+
+def _bottomup_predictor() -> type:
+    from .bottomup.predict import BottomUpPredictor
+
+    return BottomUpPredictor
+
+
+def _bottomup_demo() -> tuple[type, Callable[..., dict[str, Any]]]:
+    from ..demos.bottomup import BottomUpDemoConfig, run_bottomup_demo
+
+    return BottomUpDemoConfig, run_bottomup_demo
+
+
 def _classification_lightning() -> tuple[type, type]:
     from .classification.data import ClassificationDataModule
     from .classification.module import ImageClassification
@@ -156,6 +175,11 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     Task("classification", "image classification (HRNet-C): ImageNet, ImageFolder, WebDataset; top-1 / top-5",
          _classification_lightning, _classification_predictor, settings=("num_classes", "class_names"),
          linked=("model",), demo=_classification_demo, demo_out="runs/demo_classification"),
+    # After segmentation, which defines `hrnet predict --scales`; bottom-up reads the same flag.
+    Task("bottomup", "bottom-up multi-person pose (HigherHRNet): COCO / CrowdPose keypoints, associative embedding; "
+         "OKS AP", _bottomup_lightning, _bottomup_predictor,
+         settings=("keypoints", "input_size", "detection_threshold", "tag_threshold", "max_num_people"),
+         linked=("input_size", "keypoints", "max_num_people"), demo=_bottomup_demo, demo_out="runs/demo_bottomup"),
 )}
 """Every task with a pipeline, by name; the first is the default where no preset names one."""
 
