@@ -1,6 +1,6 @@
 """How much bf16 and int8 inference change a *trained* model's results, against eager fp32 on the same weights.
 
-    python benchmarks/quality.py [--out runs/quality] [--seg-epochs 30] [--w32-epochs 12] [--skip-seg] [--skip-w32]
+    python benchmarks/quality.py [--out runs/quality] [--seg-epochs 30] [--w32-epochs 12] [--skip-pose] [--skip-seg] [--skip-w32]
                                  [--modes M1,M2]
 
 Trains (or, if ``OUT/pose``, ``OUT/pose_w32`` / ``OUT/seg`` already hold a finished run, reuses) the pose
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--seg-epochs", type=int, default=SegDemoConfig().epochs)
     parser.add_argument("--w32-epochs", type=int, default=W32.epochs)
+    parser.add_argument("--skip-pose", action="store_true", help="leave out the pose demo model")
     parser.add_argument("--skip-seg", action="store_true")
     parser.add_argument("--skip-w32", action="store_true")
     parser.add_argument("--modes", help="comma-separated parts of mode names to run, e.g. 'openvino'")
@@ -169,7 +170,8 @@ def main() -> None:
     only = args.modes.split(",") if args.modes else []
     if not bf16_supported(torch.device("cpu")):
         print("quality.py: this CPU has no native bf16 (AVX512-BF16/AMX): the bf16 modes are left out")
-    pose_quality(args.out / "pose", PoseDemoConfig(), only)
+    if not args.skip_pose:
+        pose_quality(args.out / "pose", PoseDemoConfig(), only)
     if not args.skip_w32:
         epochs = args.w32_epochs
         pose_quality(args.out / "pose_w32", replace(W32, epochs=epochs, lr_steps=(max(1, epochs * 4 // 5),),
