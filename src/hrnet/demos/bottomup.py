@@ -29,11 +29,11 @@ class BottomUpDemoConfig:
     image_size: tuple[int, int] = (192, 192)
     persons_per_image: tuple[int, int] = (2, 4)
     difficulty: float = 0.5
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 16
     lr: float = 2e-3
-    lr_steps: tuple[int, ...] = (9, 11)
-    val_every: int = 6
+    lr_steps: tuple[int, ...] = (6, 7)
+    val_every: int = 4
     train_seed: int = 0
     val_seed: int = 1
     num_workers: int = 1
