@@ -8,12 +8,32 @@ import torch
 from torch import nn
 
 from hrnet import create_model
+from hrnet.cpu import int8_dot_products
 from hrnet.inference import prepare
 from hrnet.quantization import label_partitions, quantize_int8, relative_rms_error
 
 from conftest import randomise, rel_err, spiky
 
 pytest.importorskip("torchao")
+
+
+needs_vnni = pytest.mark.skipif(not int8_dot_products(), reason="torch int8 needs VNNI or AMX (this CPU has neither)")
+
+
+def test_torch_int8_refuses_a_cpu_without_vnni(monkeypatch) -> None:
+    """On an AVX2-only CPU the torch int8 path is a one-line error naming the OpenVINO backend; with VNNI it runs."""
+    import hrnet.cpu
+
+    model = create_model("pose_hrnet_w18_small").eval()
+    monkeypatch.setattr(hrnet.cpu, "cpu_flags", lambda: ["avx2"])
+    with pytest.raises(ValueError, match="needs a CPU with VNNI or AMX.*use --backend openvino"):
+        prepare(model, "int8", calibration=[torch.randn(1, 3, 64, 48)])
+    from hrnet.inference import CalibrateThenInt8
+
+    with pytest.raises(ValueError, match="needs a CPU with VNNI"):
+        CalibrateThenInt8(model)
+    monkeypatch.setattr(hrnet.cpu, "cpu_flags", lambda: ["avx512_vnni", "avx2"])
+    assert hrnet.cpu.int8_dot_products()
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +73,7 @@ def test_label_partitions_splits_a_shared_relu() -> None:
     assert all(len(p.output_nodes) == 1 for p in partitions)
 
 
+@needs_vnni
 def test_prepare_int8_compiled(pose) -> None:
     from torch._dynamo.utils import counters
 
@@ -77,6 +98,7 @@ def test_prepare_int8_compiled(pose) -> None:
     assert torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.999
 
 
+@needs_vnni
 def test_prepare_int8_argument_errors(pose) -> None:
     model, calibration, _ = pose
     with pytest.raises(ValueError, match="calibration="):
@@ -91,6 +113,7 @@ def test_prepare_int8_argument_errors(pose) -> None:
         prepare(model, "int8", calibration=[torch.randn(3, 64, 48)])
 
 
+@needs_vnni
 def test_calibrate_then_int8(pose) -> None:
     """The first calls run fp32 exactly and are recorded; later calls run the int8 model built from them."""
     from hrnet.inference import CalibrateThenInt8
@@ -109,6 +132,7 @@ def test_calibrate_then_int8(pose) -> None:
         CalibrateThenInt8(model, batches=0)
 
 
+@needs_vnni
 def test_cli_predict_int8(tmp_path, caplog) -> None:
     """`hrnet predict --precision int8`: calibrates on the first inputs, then keeps keypoints near fp32."""
     import json
@@ -150,6 +174,7 @@ def test_relative_rms_error_by_hand() -> None:
         relative_rms_error(ref, torch.ones(4))
 
 
+@needs_vnni
 def test_int8_error_flags_a_model_unfit_for_int8(pose, caplog) -> None:
     import logging
 
@@ -162,6 +187,7 @@ def test_int8_error_flags_a_model_unfit_for_int8(pose, caplog) -> None:
     assert good.int8_error < 0.05
 
 
+@needs_vnni
 def test_calibrate_then_int8_falls_back(caplog) -> None:
     """A model int8 breaks runs bf16 (fp32 where bf16 is not native) after calibration instead."""
     import logging

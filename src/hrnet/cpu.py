@@ -96,6 +96,17 @@ def openvino_kernels(compiled_models: Iterable[Any]) -> Counter[str]:
     return kernels
 
 
+VNNI_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
+
+
+def int8_dot_products() -> bool:
+    """Whether the CPU has int8 dot-product instructions (VNNI or AMX), or cannot tell (no /proc/cpuinfo). Without
+    them oneDNN's x86 int8 convolutions multiply-add u8 x s8 pairs into saturating 16-bit sums: on an AVX2-only
+    EPYC the torch int8 path then missed its quantize/dequantize reference by 17% (``tests/test_quantization.py``)."""
+    flags = cpu_flags()
+    return not flags or any(flag in flags for flag in VNNI_FLAGS)
+
+
 def isa_paths(kernels: Iterable[str]) -> list[str]:
     """The ISA families (AMX, AVX-512 BF16, VNNI, AVX-512, AVX2, reference) named by kernel implementations,
     in that order; an int8 AVX-512 kernel is counted as VNNI where the CPU has it (oneDNN's int8 AVX-512 path

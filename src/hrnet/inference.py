@@ -289,6 +289,8 @@ class CalibrateThenInt8(nn.Module):
         super().__init__()
         if batches < 1:
             raise ValueError(f"CalibrateThenInt8: batches must be >= 1, got {batches}")
+        if backend == "torch":
+            check_torch_int8_cpu()
         self.model = model.eval()
         self.batches = batches
         self.channels_last = channels_last
@@ -359,6 +361,17 @@ def tune_malloc() -> bool:
     if not applied:
         logger.warning("tune_malloc: glibc rejected a setting of %s", MALLOC_SETTINGS)
     return applied
+
+
+def check_torch_int8_cpu() -> None:
+    """A one-line error where int8 through PyTorch would be wrong: a CPU without VNNI / AMX
+    (:func:`hrnet.cpu.int8_dot_products`); the OpenVINO backend's int8 does not have the problem."""
+    from .cpu import cpu_name, int8_dot_products
+
+    if not int8_dot_products():
+        raise ValueError(f"int8 through PyTorch needs a CPU with VNNI or AMX int8 instructions; this {cpu_name()} has "
+                         "neither, and its AVX2 int8 convolutions saturate: use --backend openvino "
+                         "(backend='openvino') for int8")
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -473,6 +486,7 @@ def prepare(
             raise ValueError(f"prepare: int8 is a CPU path (oneDNN); the model is on {device}")
         if calibration is None:
             raise ValueError("prepare: int8 needs calibration=<iterable of NCHW input batches>")
+        check_torch_int8_cpu()
         from .quantization import int8_error, quantize_int8
 
         batches = list(calibration)
