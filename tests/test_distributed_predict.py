@@ -72,3 +72,9 @@ def test_devices_with_a_video_or_skip_existing_is_a_clear_error(people, tmp_path
     result = _hrnet("predict", str(video), "--weights", str(people["weights"]), "--model", "pose_hrnet_w18_small",
                     "--devices", "2")
     assert result.returncode == 2 and "clip.mp4 is a video" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_devices_with_missing_weights_is_told_once_before_any_process_starts(people, tmp_path) -> None:
+    result = _hrnet("predict", str(people["images"]), "--weights", str(tmp_path / "nope.pth"), "--devices", "2")
+    assert result.returncode == 2 and result.stderr.count("nope.pth: file not found") == 1
+    assert "Starting with 2 processes" not in result.stderr

@@ -383,3 +383,15 @@ def test_concurrent_runs_share_one_cache_safely(tmp_path) -> None:
     assert [run.returncode for run in runs] == [0, 0] and outs[0] == outs[1]
     names = sorted(p.name for p in (tmp_path / "openvino").iterdir())
     assert len(names) == 2 and "compiled" in names and not any(name.startswith(".") for name in names)
+
+
+def test_an_unwritable_cache_is_a_warning_and_the_model_still_runs(tmp_path, caplog) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder would be")
+    model = create_model("pose_hrnet_w18_small").eval()
+    with caplog.at_level(logging.WARNING, logger="hrnet.inference"):
+        fast = prepare(model, "fp32", backend="openvino", cache=blocker)
+    assert any("not writable" in r.getMessage() for r in caplog.records) and fast.cache_dir is None
+    x = torch.randn(1, 3, 64, 48)
+    with torch.inference_mode():
+        assert rel_err(fast(x), model(x)) < 1e-4

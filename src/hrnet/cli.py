@@ -89,8 +89,6 @@ def predictor_from_args(args: argparse.Namespace) -> Any:
     from .tasks.base import OpenVinoConversion, checkpoint_settings
 
     _check_backend(args)
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"--weights {args.weights}: file not found")
     stored = checkpoint_settings(args.weights)
     name = args.model or stored[1].get("model")
     if name is None:
@@ -131,6 +129,7 @@ def _predict_distributed(args: argparse.Namespace) -> Any:
     from .files import VIDEO_SUFFIXES, iter_inputs
     from .tasks.distributed_predict import predict_distributed
 
+    _check_backend(args)  # before any process is started, so that a mistake is told once
     paths = list(iter_inputs(Path(args.source)))
     videos = [path.name for path in paths if path.suffix.lower() in VIDEO_SUFFIXES]
     if videos:
@@ -155,7 +154,9 @@ def _cache_dir(chosen: str | None) -> Path | None:
 
 
 def _check_backend(args: argparse.Namespace) -> None:
-    """``hrnet predict``: the weights file, backend, precision, ``--compile`` and device fit together."""
+    """``hrnet predict``: the weights file exists, and it, backend, precision, ``--compile`` and device fit together."""
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"--weights {args.weights}: file not found")
     suffix = Path(args.weights).suffix
     runs = {".onnx": ("onnxruntime",), ".xml": ("openvino",)}.get(suffix, ("torch", "openvino"))
     if args.backend not in runs:

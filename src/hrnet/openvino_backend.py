@@ -193,10 +193,16 @@ class ConversionCache:
         return model
 
     def store(self, key: str, model: OpenVinoModel) -> None:
-        """Write ``model`` under ``key`` (atomically; a copy another run stored first is kept)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Write ``model`` under ``key`` (atomically; a copy another run stored first is kept). A cache folder that
+        cannot be written is a warning, not a failure: the model runs uncached."""
         partial = self.folder / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        model.save(partial / "model.xml")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            model.save(partial / "model.xml")
+        except OSError as err:
+            logger.warning("OpenVINO: conversion cache %s not writable (%s); running without it", self.folder, err)
+            shutil.rmtree(partial, ignore_errors=True)
+            return
         try:
             partial.rename(self.folder / key)
         except OSError:
