@@ -123,6 +123,7 @@ def test_beyond_max_num_people_the_rest_get_no_tag_rows(tmp_path, caplog, monkey
     """35 people in view: 30 tag rows (annotation order), the 5 others dropped with one warning per process;
     every one keeps its heatmap peak."""
     monkeypatch.setattr(logging.getLogger("hrnet"), "propagate", True)  # the CLI's console setup turns it off
+    monkeypatch.setattr(logging.getLogger("hrnet"), "handlers", [])  # and adds its own handler
     people = [_one_joint(j % 17, 10 + 20 * (j % 6), 10 + 20 * (j // 6)) for j in range(35)]
     ann = _coco(tmp_path, (128, 128), people)
     plain = dict(min_scale=1.0, max_scale=1.0, max_rotation=0.0, max_translate=0.0, flip=0.0)
