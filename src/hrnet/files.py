@@ -91,6 +91,20 @@ def iter_inputs(source: Path) -> Iterator[Path]:
 
 
 # ------------------------------------------------------------------------------------------------- COCO
+def coco_index(dataset: dict[str, Any]) -> Any:
+    """A pycocotools ``COCO`` over an already-read (and checked) dataset dict, indexed without its console output."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
 def read_json(path: str | Path, what: str) -> Any:
     """The parsed JSON of ``path``; a missing file or bad JSON is a one-line error naming ``what`` and the file."""
     path = str(path)

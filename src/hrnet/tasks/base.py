@@ -29,6 +29,7 @@ from ..files import (
     read_json,
     write_atomic,
 )
+from ..keypoints.drawing import draw_skeleton
 from ..models import create_model, load_checkpoint
 from ..models.convert import torch_load
 from ..openvino_backend import ConversionCache, OpenVinoModel
@@ -344,6 +345,27 @@ class OpenVinoConversion:
         converted = prepare(create_model(name, weights=weights, **head_args), backend="openvino", cache=False)
         self.cache.store(key, converted)
         return converted
+
+
+class KeypointPeople:
+    """Drawing, records and header of a predictor whose results are people with keypoints (``[{keypoints (K, 3),
+    box, score}]``: top-down and bottom-up pose); it needs ``keypoints`` (a keypoint set) and ``threshold``."""
+
+    keypoints: Any
+    threshold: float
+
+    def draw(self, image: np.ndarray, result: list[dict[str, Any]]) -> np.ndarray:
+        drawn = image.copy()
+        for person in result:
+            draw_skeleton(drawn, person["keypoints"], self.keypoints, self.threshold)
+        return drawn
+
+    def record(self, result: list[dict[str, Any]], out: Path, stem: str) -> dict[str, Any]:
+        return {"persons": [{"keypoints": [round(float(v), 2) for v in p["keypoints"].reshape(-1)],
+                             "box": [round(v, 2) for v in p["box"]], "score": round(p["score"], 4)} for p in result]}
+
+    def header(self) -> dict[str, Any]:
+        return {"keypoints": list(self.keypoints.joint_names)}
 
 
 class Predictor:

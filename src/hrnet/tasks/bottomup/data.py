@@ -10,8 +10,6 @@ inputs (:func:`hrnet.tasks.bottomup.decode.scaled_inputs`).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -25,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...files import is_number_list, normalize_image, read_image, read_json
+from ...files import coco_index, is_number_list, normalize_image, read_image, read_json
 from ...keypoints.geometry import PIXEL_STD, affine_points
 from ...keypoints.sets import COCO_KEYPOINTS, KeypointSpec, resolve_keypoints
 from ...seeding import SeededSamples
@@ -158,7 +156,7 @@ class BottomUpCoco(SeededSamples, Dataset):
         self._warned = False
         dataset = read_json(self.ann_file, "ann_file")
         self.category_id = self._validate(dataset)
-        self.coco = self._make_coco(dataset)
+        self.coco = coco_index(dataset)
         self.records = self._records()
 
     @property
@@ -170,16 +168,6 @@ class BottomUpCoco(SeededSamples, Dataset):
         return len(self.records)
 
     # -- loading --------------------------------------------------------------------------------------------
-    @staticmethod
-    def _make_coco(dataset: dict[str, Any]) -> Any:
-        from pycocotools.coco import COCO
-
-        coco = COCO()
-        coco.dataset = dataset
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
-        return coco
-
     def _validate(self, data: Any) -> int:
         """Check the file record by record; return the person category (named ``person``, else the first)."""
         where = f"ann_file {self.ann_file}"

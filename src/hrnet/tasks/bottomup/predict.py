@@ -11,15 +11,20 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ...keypoints.drawing import draw_skeleton
 from ...keypoints.sets import KeypointSpec, resolve_keypoints
 from ...models import get_preset
-from ..base import Predictor, Stored, add_top_down_arguments, checkpoint_settings
+from ..base import (
+    KeypointPeople,
+    Predictor,
+    Stored,
+    add_top_down_arguments,
+    checkpoint_settings,
+)
 from .decode import find_people, grouping_params, ordered_scales, scaled_inputs
 from .grouping import GroupingParams
 
 
-class BottomUpPredictor(Predictor):
+class BottomUpPredictor(KeypointPeople, Predictor):
     """A HigherHRNet model with its test settings: ``predictor(image_rgb)`` -> one dict per person found,
     ``{keypoints (K, 3) x, y, heatmap value; score; box}``, best first; missing joints have value 0. The box
     is that of the joints found (value > 0). Keypoints are drawn from ``threshold``."""
@@ -81,18 +86,6 @@ class BottomUpPredictor(Predictor):
         return [{"keypoints": keypoints[k], "score": float(scores[k]), "box": joints_box(keypoints[k])}
                 for k in np.argsort(-scores, kind="stable")]
 
-    def draw(self, image: np.ndarray, result: list[dict[str, Any]]) -> np.ndarray:
-        drawn = image.copy()
-        for person in result:
-            draw_skeleton(drawn, person["keypoints"], self.keypoints, self.threshold)
-        return drawn
-
-    def record(self, result: list[dict[str, Any]], out: Path, stem: str) -> dict[str, Any]:
-        return {"persons": [{"keypoints": [round(float(v), 2) for v in p["keypoints"].reshape(-1)],
-                             "box": [round(v, 2) for v in p["box"]], "score": round(p["score"], 4)} for p in result]}
-
-    def header(self) -> dict[str, Any]:
-        return {"keypoints": list(self.keypoints.joint_names)}
 
 
 def joints_box(keypoints: np.ndarray) -> list[float]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ...files import is_number_list, read_json
+from ...files import coco_index, is_number_list, read_json
 from ...keypoints.geometry import TopDownAugment, box_to_center_scale, sanitize_box
 from ...keypoints.sets import COCO_KEYPOINTS, KeypointSpec
 from ...keypoints.topdown import PersonRecord, SampleTransform, TopDownDataset
@@ -64,7 +62,7 @@ class CocoKeypoints(TopDownDataset):
         self.padding = float(padding)
         dataset = read_json(self.ann_file, "ann_file")
         self._validate(dataset, keypoints, gt_mode=boxes is None)
-        self.coco = self._make_coco(dataset)
+        self.coco = coco_index(dataset)
         self.category_id = self._person_category(dataset) if category_id is None else int(category_id)
         augment = TopDownAugment(
             scale_factor=scale_factor, rotation_factor=rotation_factor, rotation_prob=rotation_prob, flip=flip,
@@ -80,16 +78,6 @@ class CocoKeypoints(TopDownDataset):
             self.records = self._detection_records(float(box_score_threshold))
 
     # -- loading ------------------------------------------------------------------------------------------
-    @staticmethod
-    def _make_coco(dataset: dict[str, Any]) -> Any:
-        from pycocotools.coco import COCO
-
-        coco = COCO()
-        coco.dataset = dataset
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
-        return coco
-
     @staticmethod
     def _person_category(dataset: Mapping[str, Any]) -> int:
         cats = dataset.get("categories") or []

@@ -14,7 +14,6 @@ from torch import nn
 
 from ...files import normalize_image
 from ...keypoints.codec import HeatmapCodec
-from ...keypoints.drawing import draw_skeleton
 from ...keypoints.geometry import box_to_center_scale, crop_image
 from ...keypoints.sets import KeypointSpec, resolve_keypoints
 from ...keypoints.topdown import heatmaps_to_image_keypoints, predict_heatmaps
@@ -22,6 +21,7 @@ from ...models import get_preset
 from ..base import (
     Box,
     BoxesFile,
+    KeypointPeople,
     Predictor,
     Stored,
     add_top_down_arguments,
@@ -30,7 +30,7 @@ from ..base import (
 )
 
 
-class PosePredictor(Predictor):
+class PosePredictor(KeypointPeople, Predictor):
     """A pose model with its codec: ``predictor(image_rgb, boxes)`` -> one dict per person.
 
     With ``boxes`` (a :class:`BoxesFile`) the people of an image file are those of its entry there; else
@@ -140,18 +140,6 @@ class PosePredictor(Predictor):
     def predict_many(self, images: Sequence[np.ndarray], sources: Sequence[Path | None]) -> list[list[dict[str, Any]]]:
         return self.people(images, [self._boxes(image, source) for image, source in zip(images, sources)])
 
-    def draw(self, image: np.ndarray, result: list[dict[str, Any]]) -> np.ndarray:
-        drawn = image.copy()
-        for person in result:
-            draw_skeleton(drawn, person["keypoints"], self.keypoints, self.threshold)
-        return drawn
-
-    def record(self, result: list[dict[str, Any]], out: Path, stem: str) -> dict[str, Any]:
-        return {"persons": [{"keypoints": [round(float(v), 2) for v in p["keypoints"].reshape(-1)],
-                             "box": [round(v, 2) for v in p["box"]], "score": round(p["score"], 4)} for p in result]}
-
-    def header(self) -> dict[str, Any]:
-        return {"keypoints": list(self.keypoints.joint_names)}
 
 
 class PersonDetector:
