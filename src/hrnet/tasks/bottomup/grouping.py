@@ -78,34 +78,37 @@ def merge_outputs(outputs: Sequence[Tensor], num_joints: int, flipped: Sequence[
     bilinearly to the last (finest) one, the heatmaps of all outputs are averaged, the tags come from the
     first. ``flipped`` are the outputs for the mirrored image: mirrored back, joints swapped by
     ``flip_index``, heatmaps averaged with the plain pass, tags stacked as the second tag dimension.
-    ``size_hw`` resizes both to that size (official ``TEST.PROJECT2IMAGE``).
+    ``size_hw`` resizes both to that size (official ``TEST.PROJECT2IMAGE``). The tags are a view of
+    ``(B, J, D, H, W)`` memory, so that :func:`group` reads each tag dimension's maps without a copy.
     """
-    heatmaps, tags = _one_pass(outputs, num_joints, size_hw)
+    heatmaps, tags = _one_pass(outputs, num_joints)
     tag_list = [tags]
     if flipped is not None:
         if flip_index is None:
             raise ValueError("merge_outputs: flipped outputs need flip_index")
         index = torch.as_tensor(list(flip_index), device=heatmaps.device)
-        flip_heatmaps, flip_tags = _one_pass(flipped, num_joints, size_hw, mirror=True)
+        flip_heatmaps, flip_tags = _one_pass(flipped, num_joints, mirror=True)
         heatmaps = (heatmaps + flip_heatmaps[:, index]) / 2.0
         tag_list.append(flip_tags[:, index] if flip_tags.shape[1] == num_joints else flip_tags)
-    return heatmaps, torch.stack(tag_list, dim=4)
+    tags = torch.stack(tag_list, dim=2)  # (B, J, D, h, w)
+    if size_hw is not None:  # official order: averaged heatmaps and every pass's tags projected
+        heatmaps = F.interpolate(heatmaps, size=size_hw, mode="bilinear", align_corners=False)
+        b, j, d = tags.shape[:3]
+        tags = F.interpolate(tags.reshape(b, j * d, *tags.shape[3:]), size=size_hw, mode="bilinear",
+                             align_corners=False).reshape(b, j, d, *size_hw)
+    return heatmaps, tags.permute(0, 1, 3, 4, 2)
 
 
-def _one_pass(outputs: Sequence[Tensor], num_joints: int, size_hw: tuple[int, int] | None,
-              mirror: bool = False) -> tuple[Tensor, Tensor]:
-    """One forward pass: (averaged heatmaps, first output's tags), mirrored back when ``mirror``."""
+def _one_pass(outputs: Sequence[Tensor], num_joints: int, mirror: bool = False) -> tuple[Tensor, Tensor]:
+    """One forward pass: (averaged heatmaps, first output's tags) at the finest output's size, mirrored back
+    when ``mirror``."""
     size = outputs[-1].shape[2:]
     resized = [o if i == len(outputs) - 1 else F.interpolate(o, size=size, mode="bilinear", align_corners=False)
                for i, o in enumerate(outputs)]
     if mirror:
         resized = [o.flip(3) for o in resized]
     heatmaps = sum(o[:, :num_joints] for o in resized) / len(resized)
-    tags = resized[0][:, num_joints:]
-    if size_hw is not None:
-        heatmaps = F.interpolate(heatmaps, size=size_hw, mode="bilinear", align_corners=False)
-        tags = F.interpolate(tags, size=size_hw, mode="bilinear", align_corners=False)
-    return heatmaps, tags
+    return heatmaps, resized[0][:, num_joints:]
 
 
 # ---------------------------------------------------------------------------------------------- peaks
@@ -248,8 +251,8 @@ def refine(people: np.ndarray, heatmaps: np.ndarray, tags: np.ndarray) -> np.nda
     The person's tag is the mean of the tag maps at its found joints (value > 0; pixel ``int(x), int(y)``).
     For a missing joint j the pixel maximising ``heatmaps[j] - round(||tags[j] - person tag||)`` (the first
     in row-major order on ties) is taken when its heatmap value is > 0, placed as :func:`adjust` places
-    joints. ``heatmaps`` ``(J, H, W)``, ``tags`` ``(J, H, W, D)`` float32. Returns a copy; filled joints
-    keep a zero tag.
+    joints. ``heatmaps`` ``(J, H, W)``, ``tags`` ``(J, H, W, D)`` float32 (any strides). Returns a copy;
+    filled joints keep a zero tag.
     """
     out = people.copy()
     found = people[:, :, 2] > 0
@@ -258,10 +261,8 @@ def refine(people: np.ndarray, heatmaps: np.ndarray, tags: np.ndarray) -> np.nda
     np.add.at(tag_sums, p, tags[j, people[p, j, 1].astype(np.int64), people[p, j, 0].astype(np.int64)])
     counts = found.sum(axis=1)
     person_tags = (tag_sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
-    seeds = np.full(people.shape[1::-1], -1, np.int64)  # (J, N): the found joints' pixels, scored first
-    seeds[j, p] = people[p, j, 1].astype(np.int64) * heatmaps.shape[2] + people[p, j, 0].astype(np.int64)
     mp, mj = np.nonzero((people[:, :, 2] == 0) & (counts > 0)[:, None])
-    y, x = np.divmod(_best_pixels(heatmaps, tags, mj, person_tags[mp], seeds), heatmaps.shape[2])
+    y, x = np.divmod(_best_pixels(heatmaps, tags, mj, person_tags[mp]), heatmaps.shape[2])
     value = heatmaps[mj, y, x]
     fill = value > 0
     qx, qy = _quarter_offset(heatmaps, mj, x, y)
@@ -270,38 +271,42 @@ def refine(people: np.ndarray, heatmaps: np.ndarray, tags: np.ndarray) -> np.nda
     return out
 
 
-def _score(det: np.ndarray, planes: Sequence[np.ndarray], query: np.ndarray) -> np.ndarray:
-    """``det - round(||tag - query||)`` for tags split into per-dimension ``planes``, ``query[..., d]``
-    broadcasting against them: the official float32 operations in the official order (the same bits for
-    ``D <= 2``; numpy may add up longer tag vectors in another order)."""
-    square = (planes[0] - query[..., 0]) ** 2
-    for d in range(1, len(planes)):
-        square = square + (planes[d] - query[..., d]) ** 2
-    return det - np.round(np.sqrt(square))
+def _best_pixels(heatmaps: np.ndarray, tags: np.ndarray, joint: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Row-major index of the first maximum of ``heatmaps[j] - round(||tags[j] - q||)`` for every pair ``(j, q)``.
 
-
-def _best_pixels(heatmaps: np.ndarray, tags: np.ndarray, joint: np.ndarray, query: np.ndarray,
-                 seeds: np.ndarray) -> np.ndarray:
-    """Row-major index of the first maximum of ``_score(heatmaps[j], tags[j], q)`` for every pair ``(j, q)``.
-
-    Exact without scoring every pixel: no pixel of a tile scores above the tile's bound (:func:`_tile_bounds`),
-    so once a pair has attained a score, only the tiles whose bound reaches it can hold its maximum. A pair
-    attains scores at the pixels ``seeds[j]`` (row-major indices, -1 for none) and the centre of every tile;
-    then the tiles that can still beat the best of those are scored whole.
+    Exact without scoring every pixel. Per ``_TILE x _TILE`` tile: no pixel scores above its top heatmap value
+    minus the rounded distance from ``q`` to the box of the tile's tags (bit for bit: float32 rounding is
+    monotone and the sums run in :func:`_score`'s order), and its top pixel attains a score. So the best score
+    is at least the best top pixel's, and every pixel attaining it (ties included) lies in a tile whose bound
+    reaches that: only those tiles are scored whole.
     """
     if len(joint) == 0:
         return np.zeros(0, np.int64)
-    det, planes = _whole_tiles(heatmaps, tags)
-    bound = _tile_bounds(det, planes, joint, query)
-    centre = (slice(None), slice(_TILE // 2, None, _TILE), slice(_TILE // 2, None, _TILE))
-    found = _score(det[centre][joint], [p[centre][joint] for p in planes], query[:, None, None]).max(axis=(1, 2))
-    found = np.maximum(found, _seed_scores(heatmaps, tags, joint, query, seeds))
-    pair, tile = np.nonzero(bound >= found[:, None])  # each pair keeps the tile its best score came from
-    values, index = _tile_best(det, planes, heatmaps.shape[2], joint[pair], query[pair], tile)
+    tiles = _Tiles(heatmaps, tags)
+    attained = _score(tiles.top[joint], list(tiles.top_tags[joint].transpose(1, 0, 2)), query).max(axis=1)
+    square = None
+    for d in range(tiles.dim):
+        q = query[:, d, None]
+        low, high = tiles.low[joint, d], tiles.high[joint, d]
+        gap = np.maximum(np.maximum(low - q, q - high), np.float32(0)) ** 2
+        square = gap if square is None else square + gap
+    bound = tiles.top[joint] - np.round(np.sqrt(square))
+    pair, tile = np.nonzero(bound >= attained[:, None])
+    values, index = _tile_best(tiles, heatmaps.shape[2], joint[pair], query[pair], tile)
     ids, _, first = _first_max(pair, values, index)
     best = np.zeros(len(joint), np.int64)  # only non-finite maps leave a pair without a tile
     best[ids] = first
     return best
+
+
+def _score(det: np.ndarray, planes: Sequence[np.ndarray], query: np.ndarray) -> np.ndarray:
+    """``det - round(||tag - query||)`` for tags split into per-dimension ``planes`` shaped as ``det`` ``(n, m)``
+    and ``query`` ``(n, D)`` (one row per row of ``det``): the official float32 operations in the official order
+    (the same bits for ``D <= 2``; numpy may add up longer tag vectors in another order)."""
+    square = (planes[0] - query[:, 0, None]) ** 2
+    for d in range(1, len(planes)):
+        square = square + (planes[d] - query[:, d, None]) ** 2
+    return det - np.round(np.sqrt(square))
 
 
 def _first_max(group: np.ndarray, values: np.ndarray,
@@ -317,67 +322,75 @@ def _first_max(group: np.ndarray, values: np.ndarray,
     return group[starts], best, np.minimum.reduceat(ties, starts)
 
 
-def _tile_bounds(det: np.ndarray, planes: Sequence[np.ndarray], joint: np.ndarray,
-                 query: np.ndarray) -> np.ndarray:
-    """``(pairs, tiles)``: the tile's top heatmap value minus the rounded distance, along the first tag
-    dimension, from the query to the tile's tags. No pixel of the tile scores more: that distance is at most
-    the full one and float32 rounding is monotone, so this holds bit for bit. (The first dimension alone
-    saves passes over the maps; with flip test both dimensions are nearly equal.)"""
-    top = _tile_reduce(det, cv2.dilate)[joint]
-    low, high = _tile_reduce(planes[0], cv2.erode)[joint], _tile_reduce(planes[0], cv2.dilate)[joint]
-    q = query[:, 0, None, None]
-    gap = np.maximum(np.maximum(low - q, q - high), np.float32(0))
-    return (top - np.round(np.sqrt(gap ** 2))).reshape(len(joint), -1)
+class _Tiles:
+    """Maps ``(J, H, W)`` and tags ``(J, H, W, D)`` cut into ``_TILE x _TILE`` tiles, ``T`` of them per map
+    (padded to whole tiles: heatmaps with ``-inf``, never the maximum; tags with their border values).
+
+    ``det`` ``(J, T, _TILE**2)`` the heatmap pixels of every tile (row-major inside it), ``tags`` ``(J, D, H', W')``
+    (no copy when ``tags`` is a view of such memory, as :func:`merge_outputs` makes it); per tile ``top``
+    ``(J, T)`` its top heatmap value, ``top_pixel`` the row-major index of that pixel in the padded map,
+    ``top_tags`` ``(J, D, T)`` its tags and ``low`` / ``high`` ``(J, D, T)`` the box of the tile's tags.
+    """
+
+    def __init__(self, heatmaps: np.ndarray, tags: np.ndarray) -> None:
+        num_joints, height, width = heatmaps.shape
+        self.dim = tags.shape[3]
+        pad = ((0, 0), (0, -height % _TILE), (0, -width % _TILE))
+        planes = np.ascontiguousarray(tags.transpose(0, 3, 1, 2))
+        if pad[1][1] or pad[2][1]:
+            heatmaps = np.pad(heatmaps, pad, constant_values=-np.inf)
+            planes = np.pad(planes, ((0, 0), (0, 0), *pad[1:]), mode="edge")
+        s, (self.height, self.width) = _TILE, heatmaps.shape[1:]
+        self.tiles_wide = self.width // s
+        self.tags = planes
+        self.det = heatmaps.reshape(num_joints, self.height // s, s, self.tiles_wide, s).transpose(
+            0, 1, 3, 2, 4).reshape(num_joints, -1, s * s)
+        arg = self.det.argmax(axis=2)
+        self.top = self.det.reshape(-1, s * s)[np.arange(arg.size), arg.ravel()].reshape(arg.shape)
+        self.top_pixel = self.tile_start(np.arange(arg.shape[1])) + (arg // s) * self.width + arg % s
+        self.top_tags = self.tag_values(np.arange(num_joints)[:, None, None], np.arange(self.dim)[:, None],
+                                        self.top_pixel[:, None, :])
+        boxes = planes.reshape(num_joints * self.dim, self.height, self.width)
+        self.low = _tile_reduce(boxes, np.minimum).reshape(num_joints, self.dim, -1)
+        self.high = _tile_reduce(boxes, np.maximum).reshape(num_joints, self.dim, -1)
+
+    def tag_values(self, joint: np.ndarray, dim: np.ndarray | int, pixel: np.ndarray) -> np.ndarray:
+        """The tags of dimension ``dim`` at row-major ``pixel`` of map ``joint`` (padded maps), broadcast."""
+        return self.tags.reshape(-1).take((joint * self.dim + dim) * self.height * self.width + pixel)
+
+    def tile_start(self, tile: np.ndarray) -> np.ndarray:
+        """Row-major index in the padded map of each tile's first pixel."""
+        return (tile // self.tiles_wide) * _TILE * self.width + (tile % self.tiles_wide) * _TILE
 
 
-def _seed_scores(heatmaps: np.ndarray, tags: np.ndarray, joint: np.ndarray, query: np.ndarray,
-                 seeds: np.ndarray) -> np.ndarray:
-    """Per pair, the best ``_score`` at the pixels ``seeds[joint]`` (-1: none; ``-inf`` when none)."""
-    num_joints, height, width = heatmaps.shape
-    seed = np.maximum(seeds[joint], 0)
-    seed_tags = tags.reshape(num_joints, height * width, -1)[joint[:, None], seed]
-    scores = _score(heatmaps.reshape(num_joints, -1)[joint[:, None], seed],
-                    [seed_tags[..., d] for d in range(tags.shape[3])], query[:, None])
-    return np.where(seeds[joint] >= 0, scores, -np.inf).max(axis=1, initial=-np.inf)
+def _tile_reduce(maps: np.ndarray, op: np.ufunc) -> np.ndarray:
+    """``op`` (``np.maximum`` / ``np.minimum``) over every ``_TILE x _TILE`` tile of contiguous ``(N, H', W')``
+    maps -> ``(N, H' / _TILE, W' / _TILE)``: over each tile's rows first, then over every ``_TILE``-th column."""
+    num_maps, height, width = maps.shape
+    rows = op.reduce(maps.reshape(num_maps, height // _TILE, _TILE, width), axis=2)
+    out = rows[..., 0::_TILE].copy()
+    for i in range(1, _TILE):
+        op(out, rows[..., i::_TILE], out=out)
+    return out
 
 
-def _whole_tiles(heatmaps: np.ndarray, tags: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Heatmaps ``(J, H', W')`` and one contiguous plane per tag dimension, padded to whole ``_TILE`` tiles:
-    heatmaps with ``-inf`` (never the maximum), tags with their border values (the tiles' tag boxes stay)."""
-    _, height, width = heatmaps.shape
-    pad = ((0, 0), (0, -height % _TILE), (0, -width % _TILE))
-    planes = [np.ascontiguousarray(tags[..., d]) for d in range(tags.shape[3])]
-    if pad[1][1] or pad[2][1]:
-        heatmaps = np.pad(heatmaps, pad, constant_values=-np.inf)
-        planes = [np.pad(p, pad, mode="edge") for p in planes]
-    return heatmaps, planes
-
-
-def _tile_reduce(maps: np.ndarray, op) -> np.ndarray:
-    """``op`` (``cv2.dilate``: maximum, ``cv2.erode``: minimum) over every ``_TILE x _TILE`` tile of contiguous
-    ``(J, H', W')`` maps, as OpenCV's morphology over the window right-below each tile corner."""
-    num_joints, height, width = maps.shape
-    window = op(maps.reshape(-1, width), np.ones((_TILE, _TILE), np.uint8), anchor=(0, 0))
-    return window[::_TILE, ::_TILE].reshape(num_joints, height // _TILE, width // _TILE)
-
-
-def _tile_best(det: np.ndarray, planes: Sequence[np.ndarray], width: int, joint: np.ndarray, query: np.ndarray,
+def _tile_best(tiles: _Tiles, width: int, joint: np.ndarray, query: np.ndarray,
                tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Best ``_score`` in tile ``tile`` (row-major tile number) of map ``joint`` for ``query``, and its
     row-major index in the unpadded ``width`` map (the first on ties), per entry; ``_CHUNK`` at a time."""
-    num_joints, height, padded_width = det.shape
-    s, tw = _TILE, padded_width // _TILE
-    det5 = det.reshape(num_joints, height // s, s, tw, s)
-    planes5 = [p.reshape(num_joints, height // s, s, tw, s) for p in planes]
+    s = _TILE
+    pixels = (np.arange(s)[:, None] * tiles.width + np.arange(s)).ravel()  # a tile's pixels, row-major
     values, index = np.empty(len(joint), np.float32), np.empty(len(joint), np.int64)
     for start in range(0, len(joint), _CHUNK):
         part = slice(start, start + _CHUNK)
-        j, ty, tx = joint[part], tile[part] // tw, tile[part] % tw
-        scores = _score(det5[j, ty, :, tx, :], [p[j, ty, :, tx, :] for p in planes5], query[part, None, None])
-        scores = scores.reshape(len(j), -1)
+        j, t = joint[part], tile[part]
+        flat = tiles.tile_start(t)[:, None] + pixels
+        planes = [tiles.tag_values(j[:, None], d, flat) for d in range(tiles.dim)]
+        scores = _score(tiles.det[j, t], planes, query[part])
         arg = scores.argmax(axis=1)  # row-major inside the tile: the first maximum has the smallest index
-        values[part] = scores[np.arange(len(j)), arg]
-        index[part] = (ty * s + arg // s) * width + tx * s + arg % s
+        rows = np.arange(len(arg))
+        values[part], best = scores[rows, arg], flat[rows, arg]
+        index[part] = (best // tiles.width) * width + best % tiles.width
     return values, index
 
 
@@ -397,7 +410,7 @@ def group(heatmaps: Tensor, tags: Tensor, params: GroupingParams = GroupingParam
     det = np.ascontiguousarray(heatmaps.detach().float().cpu().numpy())
     tag = tags.detach().float().cpu().numpy()
     tag = tag[..., None] if tag.ndim == 3 else tag
-    tag = np.ascontiguousarray(np.broadcast_to(tag, (det.shape[0], *tag.shape[1:])))
+    tag = np.broadcast_to(tag, (det.shape[0], *tag.shape[1:]))  # a view: refine reads the maps in place
     peaks = top_k(det, tag, params.max_num_people, params.nms_kernel, params.detection_threshold)
     people = match_by_tag(*peaks, params)
     if adjust_joints:
