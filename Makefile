@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -e ".[dev]"
+	# CrowdPose evaluation (xtcocotools): its PyPI wheel is built against numpy 1 and fails to import under numpy 2,
+	# so it is built from source against the venv's numpy (with the venv's cython and setuptools: no isolation).
+	$(PIP) install cython setuptools
+	$(PIP) install --no-build-isolation --no-binary xtcocotools --no-deps xtcocotools
 	# The face detector of hrnet predict --face-detector mtcnn (its weights ship inside the package); its
 	# metadata pins torch<2.3, which it does not need, so it is installed without dependencies.
 	$(PIP) install --no-deps facenet-pytorch

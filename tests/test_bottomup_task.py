@@ -186,6 +186,24 @@ def test_multi_scale_maps_average_heatmaps_and_take_scale_one_tags() -> None:
     torch.testing.assert_close(tags, torch.full_like(tags, 128.0))
 
 
+
+def test_maps_without_project2image_stay_at_the_largest_scales_half_resolution() -> None:
+    """Official ``TEST.PROJECT2IMAGE`` off: the heatmaps of every scale resized to the first (largest)
+    scale's 1/2 output and averaged, scale 1's tags resized to it; the people map back through that size."""
+    def network(x: torch.Tensor) -> list[torch.Tensor]:
+        h, w = x.shape[2:]
+        return [torch.full((1, 4, h // 4, w // 4), float(h)), torch.full((1, 2, h // 2, w // 2), float(h))]
+
+    inputs = scaled_inputs(np.zeros((64, 96, 3), np.uint8), 128, (1.0, 2.0, 0.5))
+    heatmaps, tags = merged_maps(network, inputs, num_joints=2, flip_index=[1, 0], project2image=False)
+    assert heatmaps.shape == (2, 128, 256) and tags.shape == (2, 128, 256, 2)  # 2.0 x the 1/2 of 128 x 256
+    torch.testing.assert_close(heatmaps, torch.full_like(heatmaps, (256 + 128 + 64) / 3))
+    torch.testing.assert_close(tags, torch.full_like(tags, 128.0))
+    single = scaled_inputs(np.zeros((64, 96, 3), np.uint8), 128)
+    heatmaps, tags = merged_maps(network, single, num_joints=2, project2image=False)
+    assert heatmaps.shape == (2, 64, 96) and tags.shape == (2, 64, 96, 1)
+    assert merged_maps(network, single, num_joints=2)[0].shape == (2, 128, 192)
+
 # ---------------------------------------------------------------------------------------------- the loss
 def test_module_loss_is_the_official_combination() -> None:
     """Heatmap MSE at both resolutions (weight 1) + 1e-3 x (push + pull) on the 1/4 tags, batch means."""
@@ -265,13 +283,15 @@ class Oracle(torch.nn.Module):
         return [low.flip(3)[:, channels], high.flip(3)[:, self.flip_index]]
 
 
-def test_oracle_outputs_give_ap_above_095(crowd_of_people, tmp_path) -> None:
+@pytest.mark.parametrize("project2image", [True, False])
+def test_oracle_outputs_give_ap_above_095(crowd_of_people, tmp_path, project2image) -> None:
     """Ground-truth maps and perfect tags through the module's evaluation (flip test, grouping, mapping back,
-    20 people an image, pycocotools): AP >= 0.95; the same maps moved by 3 input pixels score lower."""
+    20 people an image, pycocotools): AP >= 0.95, on maps resized to the input or not; the same maps moved by
+    3 input pixels score lower."""
     dm = BottomUpDataModule(val_ann=crowd_of_people["val_ann"], val_images=crowd_of_people["val_images"],
                             input_size=(256, 256), num_workers=0)
     dm.setup("validate")
-    task = BottomUpPose(model=SMALL, input_size=(256, 256))
+    task = BottomUpPose(model=SMALL, input_size=(256, 256), project2image=project2image)
     task.trainer = _trainer(tmp_path)
     task.trainer.datamodule = dm
     oracle = Oracle(COCO_KEYPOINTS.flip_index)
@@ -308,21 +328,197 @@ def test_shipped_configs_instantiate(config: Path) -> None:
     assert cli.datamodule.hparams.max_num_people == raw["model"]["max_num_people"] == 30
 
 
-def test_crowdpose_evaluation_needs_xtcocotools() -> None:
-    from hrnet.keypoints.evaluation import require_xtcocotools
+def _xtcocotools_fails_to_import(monkeypatch, error: Exception) -> None:
+    """Make every ``import xtcocotools...`` raise ``error`` (as a missing package or a binary mismatch would)."""
+    import importlib.abc
+    import sys
 
-    try:
-        import xtcocotools  # noqa: F401
-    except ImportError:
-        with pytest.raises(ValueError, match="needs xtcocotools: pip install xtcocotools"):
-            require_xtcocotools()
-    else:
+    class Refuse(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "xtcocotools" or name.startswith("xtcocotools."):
+                raise error
+
+    for name in [m for m in sys.modules if m == "xtcocotools" or m.startswith("xtcocotools.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [Refuse(), *sys.meta_path])
+
+
+def test_crowdpose_evaluation_needs_xtcocotools(monkeypatch) -> None:
+    """Not installed: how to install it (under numpy 2: built from source, the PyPI wheel being built against
+    numpy 1)."""
+    from hrnet.keypoints.evaluation import XTCOCOTOOLS_FROM_SOURCE, require_xtcocotools
+
+    _xtcocotools_fails_to_import(monkeypatch, ModuleNotFoundError("No module named 'xtcocotools'"))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, package=None: None)
+    with pytest.raises(ValueError, match="keypoints_crowd.* needs xtcocotools") as err:
         require_xtcocotools()
+    assert "\n" not in str(err.value)
+    if int(np.__version__.split(".")[0]) >= 2:
+        assert str(err.value).endswith(XTCOCOTOOLS_FROM_SOURCE)
+    else:
+        assert str(err.value).endswith("pip install xtcocotools")
+
+
+def test_crowdpose_evaluation_with_the_numpy1_wheel_names_the_rebuild(monkeypatch) -> None:
+    """The PyPI xtcocotools wheel under numpy 2 raises numpy's binary-incompatibility ValueError on import; the
+    user gets one line that names the rebuild from source."""
+    from hrnet.keypoints.evaluation import crowd_keypoint_eval, require_xtcocotools
+
+    numpy_says = ("numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header, "
+                  "got 88 from PyObject")
+    _xtcocotools_fails_to_import(monkeypatch, ValueError(numpy_says))
+    fix = ("pip install cython && pip install --no-build-isolation --no-binary xtcocotools --force-reinstall "
+           "--no-deps xtcocotools")
+    for call in (require_xtcocotools, lambda: crowd_keypoint_eval(*_crowdpose_gt_and_oracle(), CROWD_SIGMAS)):
+        with pytest.raises(ValueError, match="xtcocotools is installed but does not import") as err:
+            call()
+        message = str(err.value)
+        assert "\n" not in message and numpy_says in message and message.endswith(fix), message
+
+
+# ------------------------------------------------------------------------- CrowdPose evaluation (xtcocotools)
+CROWD_SIGMAS = CROWDPOSE_KEYPOINTS.sigmas
+# Two images at each difficulty, at crowd indices well inside xtcocotools' bins (see below).
+CROWD_INDEX = {1: 0.05, 2: 0.05, 3: 0.5, 4: 0.5, 5: 0.9, 6: 0.9}
+
+
+def _crowdpose_person(rng: np.random.Generator, x0: float, y0: float) -> np.ndarray:
+    """(14, 3): a person of about 60 x 120 pixels at (x0, y0), CrowdPose's joint order roughly (shoulders,
+    elbows, wrists, hips, knees, ankles, head top, neck); the left wrist unlabelled (v 0, x = y = 0)."""
+    layout = np.array([[15, 30], [45, 30], [10, 55], [50, 55], [8, 75], [52, 75], [20, 70], [40, 70],
+                       [18, 95], [42, 95], [17, 118], [43, 118], [30, 2], [30, 22]], np.float64)
+    joints = np.concatenate([layout + [x0, y0] + rng.uniform(-2, 2, layout.shape), np.full((14, 1), 2.0)], 1)
+    joints[4] = 0
+    return joints
+
+
+def _crowdpose_gt_and_oracle(crowd_index: dict[int, float] | None = None, seed: int = 0) -> tuple[dict, list]:
+    """A ground truth as CrowdPose ships it (crowdpose_{train,val,test}.json): ``images`` with ``crowdIndex``,
+    one ``person`` category with the 14 keypoint names and skeleton, annotations with 14 * 3 keypoints,
+    ``num_keypoints``, ``bbox``, ``iscrowd`` 0 and no ``area``; two people an image. And its oracle results
+    (the ground-truth keypoints, score 1)."""
+    rng = np.random.default_rng(seed)
+    crowd_index = CROWD_INDEX if crowd_index is None else crowd_index
+    images, annotations, results = [], [], []
+    for image_id, index in crowd_index.items():
+        images.append({"file_name": f"{100000 + image_id}.jpg", "id": image_id, "height": 240, "width": 320,
+                       "crowdIndex": index})
+        for x0 in (20.0, 170.0):
+            joints = _crowdpose_person(rng, x0, 40.0 + 20 * rng.random())
+            labelled = joints[joints[:, 2] > 0]
+            x, y = labelled[:, 0], labelled[:, 1]
+            bbox = [float(x.min()), float(y.min()), float(x.max() - x.min()), float(y.max() - y.min())]
+            annotations.append({"num_keypoints": len(labelled), "iscrowd": 0, "bbox": bbox,
+                                "keypoints": joints.reshape(-1).tolist(), "image_id": image_id,
+                                "category_id": 1, "id": len(annotations) + 1})
+            results.append({"image_id": image_id, "category_id": 1, "keypoints": joints.reshape(-1).tolist(),
+                            "score": 1.0})
+    categories = [{"supercategory": "person", "id": 1, "name": "person",
+                   "keypoints": list(CROWDPOSE_KEYPOINTS.joint_names),
+                   "skeleton": [[13, 14], [14, 1], [14, 2], [1, 3], [3, 5], [2, 4], [4, 6], [1, 7], [2, 8],
+                                [7, 9], [9, 11], [8, 10], [10, 12]]}]
+    return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+def _shifted(results: list[dict], image_ids: set[int], by: float = 30.0) -> list[dict]:
+    """The results with every keypoint of the given images moved by ``by`` pixels right and down."""
+    out = []
+    for r in results:
+        kps = np.asarray(r["keypoints"], np.float64).reshape(-1, 3)
+        if r["image_id"] in image_ids:
+            kps[:, :2] += by
+        out.append({**r, "keypoints": kps.reshape(-1).tolist()})
+    return out
+
+
+def test_crowdpose_evaluation_of_the_ground_truth_is_perfect() -> None:
+    """CrowdPose's benchmark (xtcocotools ``keypoints_crowd``, really run) of the ground truth itself: AP, AP
+    easy, medium and hard are 1 (and AR 1); the stats come back under :data:`CROWD_STAT_NAMES`."""
+    pytest.importorskip("xtcocotools.cocoeval")
+    from hrnet.keypoints.evaluation import CROWD_STAT_NAMES, crowd_keypoint_eval
+
+    gt, oracle = _crowdpose_gt_and_oracle()
+    metrics = crowd_keypoint_eval(gt, oracle, CROWD_SIGMAS)
+    assert tuple(metrics) == CROWD_STAT_NAMES
+    for name in ("AP", "AP50", "AP75", "AR", "AP_easy", "AP_medium", "AP_hard"):
+        assert metrics[name] == pytest.approx(1.0, abs=1e-6), (name, metrics)
+    assert "crowdIndex" in gt["images"][0] and len(oracle) == 12  # the caller's data is left alone
+
+
+def test_crowdpose_hard_images_wrong_lower_only_ap_hard() -> None:
+    """The hard images' people 30 pixels off (OKS about 0), the others exact: AP easy and medium stay 1, AP hard
+    and the overall AP fall. This checks independently that AP_easy / AP_medium / AP_hard are where the names say
+    (xtcocotools returns a bare 9-vector)."""
+    pytest.importorskip("xtcocotools.cocoeval")
+    from hrnet.keypoints.evaluation import crowd_keypoint_eval
+
+    gt, oracle = _crowdpose_gt_and_oracle()
+    hard = {i for i, c in CROWD_INDEX.items() if c == 0.9}
+    metrics = crowd_keypoint_eval(gt, _shifted(oracle, hard), CROWD_SIGMAS)
+    assert metrics["AP_easy"] == pytest.approx(1.0, abs=1e-6), metrics
+    assert metrics["AP_medium"] == pytest.approx(1.0, abs=1e-6), metrics
+    assert metrics["AP_hard"] < 0.1, metrics
+    assert 0.3 < metrics["AP"] < 0.9 and metrics["AR"] < 0.9, metrics
+    medium = {i for i, c in CROWD_INDEX.items() if c == 0.5}
+    metrics = crowd_keypoint_eval(gt, _shifted(oracle, medium), CROWD_SIGMAS)
+    assert metrics["AP_medium"] < 0.1 and metrics["AP_easy"] == metrics["AP_hard"] == pytest.approx(1.0), metrics
+
+
+@pytest.mark.parametrize(("crowd_index", "difficulty"),
+                         [(0.19, "easy"), (0.2, "medium"), (0.79, "medium"), (0.8, "hard")])
+def test_crowdpose_difficulty_bins_are_xtcocotools(crowd_index: float, difficulty: str) -> None:
+    """The bins of xtcocotools 1.14 (``cocoeval.py``: ``_summarizeKps_crowd`` calls
+    ``get_type_result(first=0.2, second=0.8)``, whose ``split`` puts an image in easy if ``crowdIndex < first``,
+    else in medium if ``crowdIndex < second``, else in hard): easy ``< 0.2``, medium ``0.2 <= c < 0.8``, hard
+    ``>= 0.8``. One more image at ``crowd_index`` with its people off lowers exactly its bin's AP."""
+    pytest.importorskip("xtcocotools.cocoeval")
+    from hrnet.keypoints.evaluation import crowd_keypoint_eval
+
+    gt, oracle = _crowdpose_gt_and_oracle({**CROWD_INDEX, 7: crowd_index})
+    metrics = crowd_keypoint_eval(gt, _shifted(oracle, {7}), CROWD_SIGMAS)
+    for name in ("easy", "medium", "hard"):
+        if name == difficulty:
+            assert metrics[f"AP_{name}"] < 0.9, (name, metrics)
+        else:
+            assert metrics[f"AP_{name}"] == pytest.approx(1.0, abs=1e-6), (name, metrics)
+
+
+def test_crowdpose_image_without_crowd_index_is_one_line_error() -> None:
+    pytest.importorskip("xtcocotools.cocoeval")
+    from hrnet.keypoints.evaluation import crowd_keypoint_eval
+
+    gt, oracle = _crowdpose_gt_and_oracle()
+    del gt["images"][3]["crowdIndex"]
+    with pytest.raises(ValueError, match=r"^crowdpose_val.json: image id 4 has no 'crowdIndex'") as err:
+        crowd_keypoint_eval(gt, oracle, CROWD_SIGMAS, where="crowdpose_val.json")
+    assert "\n" not in str(err.value)
+
+
+def test_crowdpose_module_evaluation_reports_the_difficulties(tmp_path) -> None:
+    """``keypoints: crowdpose`` through the data module and :meth:`BottomUpPose.evaluate` (ground-truth people as
+    the predictions; no network run, no image read): the xtcocotools stats, AP easy / medium / hard 1."""
+    pytest.importorskip("xtcocotools.cocoeval")
+    gt, _ = _crowdpose_gt_and_oracle()
+    (tmp_path / "crowdpose_val.json").write_text(json.dumps(gt))
+    dm = BottomUpDataModule(val_ann=str(tmp_path / "crowdpose_val.json"), val_images=str(tmp_path),
+                            keypoints="crowdpose", input_size=(64, 64), num_workers=0)
+    dm.setup("validate")
+    task = BottomUpPose(model=SMALL, keypoints="crowdpose", input_size=(64, 64))
+    assert task.crowd_eval
+    task.trainer = _trainer(tmp_path)
+    task.trainer.datamodule = dm
+    predictions = [{"image_id": r.image_id, "index": i, "keypoints": r.joints.copy(),
+                    "scores": [1.0] * len(r.joints)} for i, r in enumerate(dm.val_set.records)]
+    metrics = task.evaluate(predictions, "val")
+    assert {"AP", "AR", "AP_easy", "AP_medium", "AP_hard"} <= set(metrics), metrics
+    for name in ("AP", "AP_easy", "AP_medium", "AP_hard"):
+        assert metrics[name] == pytest.approx(1.0, abs=1e-6), (name, metrics)
 
 
 def test_predict_cli_writes_people_and_a_picture(tmp_path, capsys) -> None:
     """A checkpoint whose heatmaps are 0.5 everywhere and tags 0 finds 30 people (the most the grouping keeps);
-    ``keypoints.json`` has them with keypoints, box and score, the picture is drawn; ``--boxes`` is refused."""
+    ``keypoints.json`` has them with keypoints, box and score, the picture is drawn, ``--no-project2image``
+    groups on the 1/2-resolution maps; ``--boxes`` is refused."""
     task = BottomUpPose(model=SMALL, input_size=(64, 64))
     for layer, bias in zip(task.model.head.final_layers, ([0.5] * 17 + [0.0] * 17, [0.5] * 17)):
         torch.nn.init.zeros_(layer.weight)
@@ -340,6 +536,14 @@ def test_predict_cli_writes_people_and_a_picture(tmp_path, capsys) -> None:
     assert len(persons) == 30 and all(len(p["keypoints"]) == 51 and len(p["box"]) == 4 for p in persons)
     assert all(p["score"] == pytest.approx(0.5, abs=1e-3) for p in persons)
     assert (tmp_path / "out" / "a_pose.jpg").is_file()
+    # Plateau maps: the 30 peaks are the first pixels of the top map row. The 128 x 64 input covers 120 x 60
+    # image pixels from x = -15 (official resize of 90 x 60), so on 1/2-resolution maps (--no-project2image)
+    # the joints reach twice as far from x = -15.
+    assert main(["predict", str(tmp_path / "in"), "--weights", str(ckpt), "--no-project2image",
+                 "--out", str(tmp_path / "half")]) == 0
+    half = json.loads((tmp_path / "half" / "keypoints.json").read_text())["images"][0]["persons"]
+    reach = [max(max(p["keypoints"][0::3]) for p in people) for people in (persons, half)]
+    assert len(half) == 30 and reach[1] + 15 == pytest.approx(2 * (reach[0] + 15), abs=0.02)
     assert main(["predict", str(tmp_path / "in"), "--weights", str(ckpt), "--boxes", str(tmp_path / "b.json"),
                  "--out", str(tmp_path / "out")]) == 2
     assert "--boxes applies to top-down models" in capsys.readouterr().err

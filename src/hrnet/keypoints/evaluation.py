@@ -19,6 +19,7 @@ import importlib.util
 import io
 import json
 import logging
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,12 +32,13 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "COCO_STAT_NAMES",
     "CROWD_STAT_NAMES",
+    "XTCOCOTOOLS_FROM_SOURCE",
     "coco_keypoint_eval",
     "crowd_keypoint_eval",
     "oks",
     "oks_nms",
-    "rescore",
     "require_xtcocotools",
+    "rescore",
     "rescore_and_nms",
     "to_coco_results",
 ]
@@ -222,10 +224,32 @@ def coco_keypoint_eval(coco_gt: Any, results: Sequence[Mapping[str, Any]] | str 
     return {name: float(v) for name, v in zip(COCO_STAT_NAMES, coco_eval.stats)}
 
 
+XTCOCOTOOLS_FROM_SOURCE = ("pip install cython && pip install --no-build-isolation --no-binary xtcocotools "
+                           "--force-reinstall --no-deps xtcocotools")
+"""How to build xtcocotools against the installed numpy (its PyPI wheel is built against numpy 1)."""
+
+
 def require_xtcocotools() -> None:
-    """A one-line error unless ``xtcocotools`` (the CrowdPose evaluation) is installed."""
-    if importlib.util.find_spec("xtcocotools") is None:
-        raise ValueError("CrowdPose keypoint evaluation (keypoints_crowd) needs xtcocotools: pip install xtcocotools")
+    """A one-line ``ValueError`` unless ``xtcocotools`` (the CrowdPose evaluation) imports.
+
+    Not installed: how to install it. Installed but not importable, as the PyPI wheel (built against numpy 1)
+    is under numpy 2 (``ValueError: numpy.dtype size changed, may indicate binary incompatibility``): how to
+    build it from source against the installed numpy (:data:`XTCOCOTOOLS_FROM_SOURCE`).
+    """
+    try:
+        importlib.import_module("xtcocotools.cocoeval")  # imports the compiled xtcocotools._mask
+    except (ImportError, ValueError) as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, ImportError) and importlib.util.find_spec("xtcocotools") is None:
+            if int(np.__version__.split(".")[0]) >= 2:
+                raise ValueError("CrowdPose keypoint evaluation (keypoints_crowd) needs xtcocotools, built from "
+                                 f"source under numpy {np.__version__} (its PyPI wheel is built against numpy 1): "
+                                 f"{XTCOCOTOOLS_FROM_SOURCE}") from exc
+            raise ValueError("CrowdPose keypoint evaluation (keypoints_crowd) needs xtcocotools: "
+                             "pip install xtcocotools") from exc
+        raise ValueError(f"xtcocotools is installed but does not import with numpy {np.__version__} "
+                         f"({type(exc).__name__}: {first_line}); the PyPI wheel is built against numpy 1, "
+                         f"build it from source: {XTCOCOTOOLS_FROM_SOURCE}") from exc
 
 
 def crowd_keypoint_eval(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], sigmas: Sequence[float] | None,
@@ -233,8 +257,11 @@ def crowd_keypoint_eval(gt: Mapping[str, Any], results: Sequence[Mapping[str, An
     """The CrowdPose benchmark: ``xtcocotools`` ``COCOeval(gt, dt, "keypoints_crowd", sigmas, use_area=False)``
     (the official HigherHRNet uses crowdposetools, the same protocol); returns :data:`CROWD_STAT_NAMES`.
 
-    ``gt`` is the COCO-format dict; its images need CrowdPose's ``crowdIndex`` (easy < 0.1 <= medium <= 0.8 <
-    hard). With no results, logs a warning and returns all zeros.
+    ``gt`` is the COCO-format dict; its images need CrowdPose's ``crowdIndex``. AP easy / medium / hard are the
+    AP over the images of each difficulty, split as xtcocotools' ``get_type_result(first=0.2, second=0.8)``:
+    easy ``crowdIndex < 0.2``, medium ``0.2 <= crowdIndex < 0.8``, hard ``crowdIndex >= 0.8``; a difficulty
+    without images reports -1. xtcocotools reads the split from the ground-truth file, so ``gt`` is written to a
+    temporary JSON file. With no results, logs a warning and returns all zeros.
     """
     require_xtcocotools()
     from xtcocotools.coco import COCO
@@ -249,10 +276,12 @@ def crowd_keypoint_eval(gt: Mapping[str, Any], results: Sequence[Mapping[str, An
         logger.warning("crowd_keypoint_eval: no keypoint results to evaluate; reporting all metrics as 0")
         return {name: 0.0 for name in CROWD_STAT_NAMES}
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        coco_gt = COCO()
-        coco_gt.dataset = copy.deepcopy(dict(gt))
-        coco_gt.createIndex()
+    with tempfile.TemporaryDirectory(prefix="hrnet_crowdpose_") as tmp, contextlib.redirect_stdout(buf):
+        gt_file = str(Path(tmp) / "ground_truth.json")
+        with open(gt_file, "w") as f:
+            json.dump(dict(gt), f)
+        # COCO(path) records the path; get_type_result re-reads that file for the images' crowdIndex.
+        coco_gt = COCO(gt_file)
         coco_eval = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(list(results))), "keypoints_crowd",
                              np.asarray(sigmas, dtype=np.float64), use_area=False)
         coco_eval.params.useSegm = None

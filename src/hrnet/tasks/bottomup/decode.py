@@ -6,7 +6,8 @@ The steps and their arithmetic are the official ones (HRNet/HigherHRNet-Human-Po
 (``get_multi_scale_size``, ``resize_align_multi_scale``, ``get_final_preds``) sizes and maps back,
 ``lib/core/inference.py`` (``get_multi_stage_outputs``, ``aggregate_results``) merges, with the COCO configs'
 ``PROJECT2IMAGE: True``: every scale's maps are resized to the scale-1 input size and averaged; tags come
-from scale 1 only. The evaluation (:mod:`hrnet.tasks.bottomup.module`), ``hrnet predict`` and the demo all
+from scale 1 only (``project2image=False`` groups at the network's 1/2 resolution instead, as the official
+option off). The evaluation (:mod:`hrnet.tasks.bottomup.module`), ``hrnet predict`` and the demo all
 go through :func:`find_people`.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ...files import normalize_image
@@ -107,33 +109,44 @@ def grouping_params(num_joints: int, detection_threshold: float = 0.1, tag_thres
 
 @torch.no_grad()
 def merged_maps(model: Callable[[Tensor], Sequence[Tensor]], inputs: ScaledInputs, num_joints: int,
-              flip_index: Sequence[int] | None = None, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
-    """Heatmaps ``(J, H, W)`` and tags ``(J, H, W, D)`` at ``inputs.base_size`` (``D = 2`` with flip test).
+                flip_index: Sequence[int] | None = None, device: str | torch.device = "cpu",
+                project2image: bool = True) -> tuple[Tensor, Tensor]:
+    """Heatmaps ``(J, H, W)`` and tags ``(J, H, W, D)`` (``D = 2`` with flip test), merged over the scales.
 
     Per scale, the network's outputs (and the mirrored image's, with ``flip_index``) are merged by
-    :func:`merge_outputs` and resized to the scale-1 input size; the heatmaps are averaged over the scales, the
-    tags are those of scale 1 (the official ``aggregate_results`` with ``PROJECT2IMAGE``).
+    :func:`merge_outputs`; the heatmaps are averaged over the scales, the tags are those of scale 1 (official
+    ``aggregate_results``). With ``project2image`` (official ``TEST.PROJECT2IMAGE``, on in the COCO configs)
+    every scale's maps are first resized to the scale-1 input size ``inputs.base_size``; without, the maps stay
+    at the network's finest output (1/2) of the first (largest) scale, the other scales resized to it, and the
+    grouping works on a quarter of the pixels.
     """
-    size_hw = (inputs.base_size[1], inputs.base_size[0])
+    size_hw = (inputs.base_size[1], inputs.base_size[0]) if project2image else None
     heatmaps, tags = None, None
     for s, image in zip(inputs.scales, inputs.images):
         x = torch.from_numpy(image)[None].to(device)
         outputs = [o.float() for o in model(x)]
         flipped = [o.float() for o in model(torch.flip(x, dims=[3]))] if flip_index is not None else None
         maps, scale_tags = merge_outputs(outputs, num_joints, flipped, flip_index, size_hw)
+        if heatmaps is not None and maps.shape[2:] != heatmaps.shape[2:]:
+            maps = F.interpolate(maps, size=heatmaps.shape[2:], mode="bilinear", align_corners=False)
         heatmaps = maps if heatmaps is None else heatmaps + maps
         if s == 1.0 or len(inputs.scales) == 1:
             tags = scale_tags
+    if tags.shape[2:4] != heatmaps.shape[2:]:  # scale 1 was not the first: its tags to the merged size
+        b, j, _, _, d = tags.shape
+        planes = F.interpolate(tags.permute(0, 1, 4, 2, 3).reshape(b, j * d, *tags.shape[2:4]),
+                               size=heatmaps.shape[2:], mode="bilinear", align_corners=False)
+        tags = planes.reshape(b, j, d, *heatmaps.shape[2:]).permute(0, 1, 3, 4, 2)
     return heatmaps[0] / len(inputs.scales), tags[0]
 
 
 def find_people(model: Callable[[Tensor], Sequence[Tensor]], inputs: ScaledInputs, num_joints: int,
                 params: GroupingParams, flip_index: Sequence[int] | None = None,
-                device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                device: str | torch.device = "cpu", project2image: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The people of one image: keypoints ``(N, J, 3)`` (x, y in image pixels, heatmap value; missing joints
     value 0) and scores ``(N,)`` (the mean joint value, official), from :func:`merged_maps` and
     :func:`~hrnet.tasks.bottomup.grouping.group` (adjust and refine, as the official test)."""
-    heatmaps, tags = merged_maps(model, inputs, num_joints, flip_index, device)
+    heatmaps, tags = merged_maps(model, inputs, num_joints, flip_index, device, project2image)
     people, scores = group(heatmaps, tags, params)
-    keypoints = to_image(people[:, :, :3], inputs.center, inputs.scale, inputs.base_size)
+    keypoints = to_image(people[:, :, :3], inputs.center, inputs.scale, (heatmaps.shape[2], heatmaps.shape[1]))
     return keypoints.astype(np.float32).reshape(-1, num_joints, 3), scores.astype(np.float32)

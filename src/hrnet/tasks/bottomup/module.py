@@ -58,6 +58,8 @@ class BottomUpPose(EvaluationHooks, L.LightningModule):
         pretrained: an ImageNet classification checkpoint for the backbone (loaded ``strict=False``).
         flip_test: the official flip test (``TEST.FLIP_TEST``); the test scales are the data's
             (``data.test_scales``, official ``TEST.SCALE_FACTOR``).
+        project2image: group on maps resized to the input (official ``TEST.PROJECT2IMAGE``, on in the COCO
+            configs); off groups on the network's 1/2-resolution maps, a quarter of the pixels.
         detection_threshold, tag_threshold, max_num_people: the grouping (official ``TEST.DETECTION_THRESHOLD``
             0.1, ``TEST.TAG_THRESHOLD`` 1, ``DATASET.MAX_NUM_PEOPLE`` 30).
         max_detections: people per image in the results (COCO keypoint evaluation keeps 20).
@@ -66,7 +68,8 @@ class BottomUpPose(EvaluationHooks, L.LightningModule):
         channels_last, grad_checkpointing, nonfinite, results_dir: as the other tasks.
 
     CrowdPose (``keypoints: crowdpose``) is evaluated as its benchmark, with xtcocotools (``keypoints_crowd``:
-    AP, AR and AP easy / medium / hard); that needs ``pip install xtcocotools``, checked when a run starts.
+    AP, AR and AP easy / medium / hard); that needs xtcocotools (under numpy 2 built from source:
+    :data:`~hrnet.keypoints.evaluation.XTCOCOTOOLS_FROM_SOURCE`), checked when a run starts.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class BottomUpPose(EvaluationHooks, L.LightningModule):
         input_size: tuple[int, int] = (512, 512),
         pretrained: str | None = None,
         flip_test: bool = True,
+        project2image: bool = True,
         detection_threshold: float = 0.1,
         tag_threshold: float = 1.0,
         max_num_people: int = 30,
@@ -143,7 +147,7 @@ class BottomUpPose(EvaluationHooks, L.LightningModule):
                                   batch["center"][i].cpu().numpy(), batch["scale"][i].cpu().numpy(),
                                   tuple(batch["base_size"][i].tolist()))
             keypoints, scores = find_people(self, inputs, self.keypoints.num_joints, self.grouping, flip_index,
-                                            self.device)
+                                            self.device, self.hparams.project2image)
             self._predictions.append({"image_id": int(batch["image_id"][i]), "index": int(batch["index"][i]),
                                       "keypoints": keypoints, "scores": scores})
 

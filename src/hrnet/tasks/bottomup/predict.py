@@ -34,16 +34,20 @@ class BottomUpPredictor(KeypointPeople, Predictor):
 
     def __init__(self, model: nn.Module, keypoints: KeypointSpec, input_size: int, params: GroupingParams,
                  flip_test: bool = True, scales: Sequence[float] = (1.0,), device: str = "cpu",
-                 threshold: float = 0.1) -> None:
+                 threshold: float = 0.1, project2image: bool = True) -> None:
         super().__init__(model, device)
         self.keypoints, self.input_size, self.params = keypoints, int(input_size), params
         self.flip_test, self.scales, self.threshold = flip_test, ordered_scales(scales), threshold
+        self.project2image = project2image
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         add_top_down_arguments(group)
         if "--scales" not in group._option_string_actions:  # segmentation's group may have added it
             group.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales")
+        group.add_argument("--no-project2image", action="store_true",
+                           help="bottom-up: group on the network's 1/2-resolution maps instead of maps resized to "
+                                "the input (official TEST.PROJECT2IMAGE off; about 4x less post-processing)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, stored: Stored | None = None) -> BottomUpPredictor:
@@ -51,16 +55,18 @@ class BottomUpPredictor(KeypointPeople, Predictor):
             raise ValueError("--boxes applies to top-down models; a bottom-up model finds the people itself")
         return cls.from_checkpoint(args.weights, model=args.model, keypoints=args.keypoints,
                                    input_size=args.input_size, flip_test=not args.no_flip, scales=args.scales,
-                                   device=args.device, stored=stored)
+                                   device=args.device, stored=stored,
+                                   project2image=False if args.no_project2image else None)
 
     @classmethod
     def from_checkpoint(cls, weights: str | Path, model: str | None = None,
                         keypoints: str | dict[str, Any] | None = None, input_size: Sequence[int] | None = None,
                         flip_test: bool = True, scales: Sequence[float] = (1.0,), device: str = "cpu",
-                        stored: Stored | None = None) -> BottomUpPredictor:
-        """Our checkpoints (and exported files) carry the preset, keypoint set, input size and grouping
-        thresholds; for official files (plain state dicts) pass ``model`` (and ``keypoints`` if not COCO).
-        ``input_size``: the test's short side (``S`` or ``(S, S)``)."""
+                        stored: Stored | None = None, project2image: bool | None = None) -> BottomUpPredictor:
+        """Our checkpoints (and exported files) carry the preset, keypoint set, input size, grouping
+        thresholds and ``project2image``; for official files (plain state dicts) pass ``model`` (and
+        ``keypoints`` if not COCO). ``input_size``: the test's short side (``S`` or ``(S, S)``);
+        ``project2image`` ``None``: the checkpoint's (official default on)."""
         exported, hparams = stored or checkpoint_settings(weights)
         name = model or hparams.get("model")
         if name is None:
@@ -70,7 +76,8 @@ class BottomUpPredictor(KeypointPeople, Predictor):
         params = grouping_params(spec.num_joints, hparams.get("detection_threshold", 0.1),
                                  hparams.get("tag_threshold", 1.0), hparams.get("max_num_people", 30))
         network = cls.network(weights, name, exported, num_joints=spec.num_joints)
-        return cls(network, spec, size[0], params, flip_test, scales, device)
+        project = hparams.get("project2image", True) if project2image is None else project2image
+        return cls(network, spec, size[0], params, flip_test, scales, device, project2image=project)
 
     @staticmethod
     def head_args(hparams: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +89,7 @@ class BottomUpPredictor(KeypointPeople, Predictor):
         inputs = scaled_inputs(image, self.input_size, self.scales)
         flip_index = self.keypoints.flip_index if self.flip_test else None
         keypoints, scores = find_people(self.model, inputs, self.keypoints.num_joints, self.params, flip_index,
-                                        self.device)
+                                        self.device, self.project2image)
         return [{"keypoints": keypoints[k], "score": float(scores[k]), "box": joints_box(keypoints[k])}
                 for k in np.argsort(-scores, kind="stable")]
 
