@@ -28,6 +28,7 @@ from hrnet.tasks.bottomup.grouping import (
     group,
     merge_outputs,
     nms,
+    refine,
     to_image,
     top_k,
 )
@@ -98,6 +99,30 @@ def test_grouping_options_match_the_official_restatement(official, adjust) -> No
     np.testing.assert_allclose(_as_rows(people, scores), _as_rows(np.array(reference), reference_scores),
                                rtol=0, atol=1e-6)
 
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "merge_outputs"])
+@pytest.mark.parametrize("dim", [1, 2])
+def test_refine_on_tied_maps_matches_the_official_restatement(official, layout, dim) -> None:
+    """Refine's tile pruning is exact, ties included: heatmaps in steps of 1/8 and tags in steps of 1/2 (scores
+    tie across many pixels, and the first in row-major order must win), maps of 37 x 45 (not whole tiles), tags
+    stored as given or as :func:`merge_outputs` lays them out (a view of (J, D, H, W) memory); every person's
+    filled joints equal the loop re-statement's."""
+    rng = np.random.default_rng(dim)
+    heatmaps = torch.from_numpy(rng.integers(-2, 9, (17, 37, 45)).astype(np.float32) / 8)
+    planes = torch.from_numpy(rng.integers(-6, 7, (17, dim, 37, 45)).astype(np.float32) / 2)
+    tags = planes.permute(0, 2, 3, 1) if layout == "merge_outputs" else planes.permute(0, 2, 3, 1).contiguous()
+    people = np.zeros((12, 17, 3 + dim), np.float32)
+    for person in people:
+        found = rng.random(17) < 0.4
+        found[rng.integers(17)] = True
+        x, y = rng.integers(0, 45, 17), rng.integers(0, 37, 17)
+        person[found, 0], person[found, 1], person[found, 2] = x[found], y[found], 0.5
+    ours = refine(people, heatmaps.numpy(), tags.numpy())
+    det, tag = heatmaps.numpy(), tags.contiguous().numpy()
+    for mine, person in zip(ours, people):
+        np.testing.assert_array_equal(mine[:, :3], official.fill_missing(person, det, tag)[:, :3])
+    assert (ours[:, :, 2] > 0).sum() > (people[:, :, 2] > 0).sum()
 
 def test_equal_first_tags_stay_two_people(official) -> None:
     """The one deviation: the official dict keyed by the first tag value merges two peaks with equal tags."""
