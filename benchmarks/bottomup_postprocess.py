@@ -1,14 +1,18 @@
-"""Time HigherHRNet's post-processing of one 512x512 image: decoding, grouping, adjust, refine and the mapping
-to image pixels (:mod:`hrnet.tasks.bottomup.grouping`), against the plain loop re-statement of the official
-code (``benchmarks/official_grouping.py``), on synthetic maps with 30 people and flip-test tags (D = 2).
+"""Time HigherHRNet's whole post-processing of one 512x512 image with 30 people, from the network's outputs to
+people in image pixels: the outputs merged with the flip test (:func:`merge_outputs`: heatmaps averaged, tags
+stacked), projected to the input size or not (official ``TEST.PROJECT2IMAGE``, on in the COCO configs; maps
+512x512 or 256x256), decoded and grouped with adjust and refine (:func:`group`) and mapped back
+(:func:`to_image`); next to the plain loop re-statement of the official grouping
+(``benchmarks/official_grouping.py``) on the same merged maps.
 
-    python benchmarks/bottomup_postprocess.py [--people 30] [--sizes 128 256] [--repeats 20]
+    python benchmarks/bottomup_postprocess.py [--people 30] [--repeats 20] [--threads 1]
 
-The maps: every visible joint a Gaussian (sigma 2, peak 0.4-1) at 1/4 (128) or 1/2 (256) of the image
-resolution; its person's tag (people 2 apart) over the Gaussian's support, elsewhere the nearest person's tag
-plus a smooth field within +-0.5, Gaussian noise 0.1 on all tags; uniform heatmap noise below the detection
-threshold (0.05). ``random_people`` and ``render_maps`` are
-shared with ``tests/test_bottomup_grouping.py``.
+The outputs are those of a flip-equivariant network for synthetic maps: every visible joint a Gaussian
+(sigma 2, peak 0.4-1) on the 1/2-resolution (256x256) heatmaps; its person's tag (people 2 apart) over the
+Gaussian's support, elsewhere the nearest person's tag plus a smooth field within +-0.5, Gaussian noise 0.1;
+uniform heatmap noise below the detection threshold (0.05), smooth or per pixel; the 1/4-resolution output
+(heatmaps and tags) is the 1/2 one downsampled. ``random_people`` and ``render_maps`` are shared with
+``tests/test_bottomup_grouping.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from hrnet.cpu import cpu_name
-from hrnet.tasks.bottomup.grouping import group, to_image
+from hrnet.keypoints.sets import COCO_KEYPOINTS
+from hrnet.tasks.bottomup.grouping import group, merge_outputs, to_image
 
 # A standing person's COCO joints as fractions of its box (x right, y down).
 TEMPLATE = np.array([
@@ -102,14 +107,26 @@ def render_maps(joints: np.ndarray, size: int, tags: np.ndarray, rng: np.random.
     return torch.from_numpy(heatmaps.astype(np.float32)), torch.from_numpy(tag.astype(np.float32))
 
 
-def scene(rng: np.random.Generator, num_people: int, size: int, image_size: int = 512, smooth: bool = True):
+def scene(rng: np.random.Generator, num_people: int, size: int, image_size: int = 512, smooth: bool = True,
+          tag_dim: int = 2):
     """Maps of ``num_people`` people with peaks 0.4-1, tags 2 apart plus noise 0.1, heatmap noise 0.05."""
     people, _ = random_people(rng, num_people, image_size, min_gap=4.0 * image_size / size)
     joints = people.copy()
     joints[..., :2] *= size / image_size
     tags = rng.permutation(len(people)) * 2.0 - len(people)
-    return render_maps(joints, size, tags, rng, amplitude=rng.uniform(0.4, 1.0, len(people)),
+    return render_maps(joints, size, tags, rng, tag_dim=tag_dim, amplitude=rng.uniform(0.4, 1.0, len(people)),
                        tag_noise=0.1, heat_noise=0.05, smooth=smooth)
+
+
+def network_outputs(heatmaps: torch.Tensor, tags: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The outputs of a flip-equivariant HigherHRNet whose 1/2-resolution heatmaps are ``heatmaps`` (J, h, w) and
+    1/4-resolution output ``[heatmaps, tags]`` downsampled, and its outputs for the mirrored image."""
+    num_joints = heatmaps.shape[0]
+    low = F.interpolate(torch.cat((heatmaps, tags[..., 0]))[None], scale_factor=0.5, mode="bilinear",
+                        align_corners=False)
+    high = heatmaps[None]
+    flip = list(COCO_KEYPOINTS.flip_index)
+    return [low, high], [low.flip(3)[:, flip + [num_joints + i for i in flip]], high.flip(3)[:, flip]]
 
 
 def time_ms(fn, repeats: int, *args) -> float:
@@ -126,13 +143,18 @@ def time_ms(fn, repeats: int, *args) -> float:
 CENTER, SCALE = (256.0, 256.0), (2.56, 2.56)  # a 512x512 image at input size 512 (official get_multi_scale_size)
 
 
+def merged(outputs, mirrored, size_hw) -> tuple[torch.Tensor, torch.Tensor]:
+    heatmaps, tags = merge_outputs(outputs, 17, mirrored, COCO_KEYPOINTS.flip_index, size_hw)
+    return heatmaps[0], tags[0]
+
+
 def vectorised(heatmaps: torch.Tensor, tags: torch.Tensor) -> np.ndarray:
-    """The package's post-processing: grouped people in image pixels."""
+    """The package's grouping and mapping back: people in image pixels."""
     return to_image(group(heatmaps, tags)[0], CENTER, SCALE, (heatmaps.shape[2], heatmaps.shape[1]))
 
 
 def loops(heatmaps: torch.Tensor, tags: torch.Tensor) -> list[np.ndarray]:
-    """The re-statement's post-processing: grouped people in image pixels."""
+    """The re-statement's grouping and mapping back: people in image pixels."""
     from official_grouping import parse
 
     return [to_image(p[None], CENTER, SCALE, (heatmaps.shape[2], heatmaps.shape[1])) for p in parse(heatmaps, tags)[0]]
@@ -141,24 +163,29 @@ def loops(heatmaps: torch.Tensor, tags: torch.Tensor) -> list[np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=30)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"CPU: {cpu_name()}; torch threads: {torch.get_num_threads()}; image 512x512, {args.people} people, D=2")
-    for size in args.sizes:
-        for smooth in (True, False):
-            heatmaps, tags = scene(rng, args.people, size, smooth=smooth)
+    print(f"CPU: {cpu_name()}; torch threads: {torch.get_num_threads()}; one 512x512 image at input size 512, "
+          f"{args.people} people, flip test (D=2)")
+    print("| heatmap noise | project2image (maps) | people | joints refined | merge ms | group + map back ms | "
+          "total ms | loop re-statement, group ms | total speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for smooth in (True, False):
+        outputs, mirrored = network_outputs(*scene(rng, args.people, 256, smooth=smooth, tag_dim=1))
+        for size_hw in (None, (512, 512)):
+            heatmaps, tags = merged(outputs, mirrored, size_hw)
             people, _ = group(heatmaps, tags, refine_joints=False)
             missing = int((people[:, :, 2] == 0).sum())
+            merge = time_ms(merged, args.repeats, outputs, mirrored, size_hw)
             ours = time_ms(vectorised, args.repeats, heatmaps, tags)
-            theirs = time_ms(loops, max(2, args.repeats // 10), heatmaps, tags)
-            print(f"maps {size}x{size}, {'smooth' if smooth else 'per-pixel'} heatmap noise: {len(people)} people "
-                  f"({missing} joints left to refine): vectorised {ours:.1f} ms/image, loop re-statement "
-                  f"{theirs:.1f} ms/image ({theirs / ours:.0f}x)")
+            theirs = time_ms(loops, 2, heatmaps, tags)
+            maps = f"{'on' if size_hw else 'off'} ({heatmaps.shape[1]}x{heatmaps.shape[2]})"
+            print(f"| {'smooth' if smooth else 'per pixel'} | {maps} | {len(people)} | {missing} | {merge:.1f} | "
+                  f"{ours:.1f} | {merge + ours:.1f} | {theirs:.0f} | {(merge + theirs) / (merge + ours):.0f}x |")
 
 
 if __name__ == "__main__":

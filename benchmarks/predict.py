@@ -1,7 +1,7 @@
 """End-to-end speed of ``hrnet predict`` next to the model alone, and how long a run takes to start.
 
-    python benchmarks/predict.py [--task pose|seg|all] [--backend openvino|torch] [--precision fp32|bf16]
-                                 [--images N] [--no-start]
+    python benchmarks/predict.py [--task pose|seg|bottomup|all] [--backend openvino|torch]
+                                 [--precision fp32|bf16] [--images N] [--no-start] [--bottomup-weights CKPT]
 
 For each task it writes a synthetic dataset in the real on-disk format (COCO keypoints with person boxes
 in COCO results format; Cityscapes-style street scenes), a checkpoint of random weights (speed does not
@@ -14,6 +14,12 @@ depend on them) and then measures, in one process:
 - **model only**: the same network, backend and batches on the same inputs already decoded, cropped and
   normalised (pose: every person crop in the predictor's batches, with the flip test; segmentation: each
   image tensor); the ratio end-to-end / model-only says what the work around the model costs;
+- **bottom-up** (HigherHRNet, no boxes: the official test at input 512, flip test, grouping on maps projected
+  to the input, then ``--no-project2image``): the same people images, a quarter of them; model only is the
+  network on the resized image and its mirror; the post-processing (merge, group, map back) is timed alone
+  on the stored outputs. With random weights (default ``higher_hrnet_w32``) the maps are noise and the
+  grouping finds up to 30 people of nonsense per image; ``--bottomup-weights`` takes a trained checkpoint
+  (e.g. the demo's ``runs/demo_bottomup/checkpoints/last.ckpt``, at its own input size);
 - **start** (``--no-start`` skips it): wall time of ``hrnet predict one.jpg`` in a fresh process, first with
   an empty conversion cache (cold) and then again (warm), and with ``--backend torch``.
 
@@ -51,8 +57,9 @@ from hrnet.keypoints.geometry import box_to_center_scale, crop_image
 from hrnet.keypoints.topdown import predict_heatmaps
 from hrnet.synthetic.people import make_synthetic_coco_keypoints
 from hrnet.synthetic.streets import make_synthetic_cityscapes
+from hrnet.tasks.base import checkpoint_settings
 
-POSE_MODEL, SEG_MODEL = "pose_hrnet_w32", "seg_hrnet_w18_small_v2"
+POSE_MODEL, SEG_MODEL, BOTTOMUP_MODEL = "pose_hrnet_w32", "seg_hrnet_w18_small_v2", "higher_hrnet_w32"
 
 
 def write_checkpoint(path: Path, name: str, **hparams: Any) -> Path:
@@ -146,6 +153,44 @@ def seg_model_only(predictor: Any, folder: Path) -> float:
         return timed(lambda: [predictor.model(x) for x in tensors])
 
 
+def bottomup_inputs(predictor: Any, folder: Path) -> list[Any]:
+    from hrnet.tasks.bottomup.decode import scaled_inputs
+
+    return [scaled_inputs(read_image(str(p)), predictor.input_size, predictor.scales) for p in iter_inputs(folder)]
+
+
+def bottomup_model_only(predictor: Any, inputs: list[Any]) -> float:
+    """Seconds of the network alone on every image's resized input and its mirror (flip test), all scales."""
+    tensors = [torch.from_numpy(x)[None] for one in inputs for x in one.images]
+    flip = predictor.flip_test
+    with torch.inference_mode():
+        predictor.model(tensors[0])
+        return timed(lambda: [(predictor.model(x), flip and predictor.model(torch.flip(x, dims=[3])))
+                              for x in tensors])
+
+
+def bottomup_post_ms(predictor: Any, inputs: list[Any], project2image: bool) -> tuple[float, int]:
+    """Median ms of the post-processing alone (outputs merged, grouped, mapped back: ``find_people`` with the
+    network's outputs replayed) over the images, and the people found."""
+    from hrnet.tasks.bottomup.decode import find_people
+
+    flip_index = predictor.keypoints.flip_index if predictor.flip_test else None
+    times, people = [], 0
+    with torch.inference_mode():
+        for one in inputs:
+            calls = []
+            find_people(lambda x: calls.append(predictor.model(x)) or calls[-1], one, predictor.keypoints.num_joints,
+                        predictor.params, flip_index, project2image=project2image)
+            for _ in range(3):
+                replay = iter(calls)
+                start = time.perf_counter()
+                keypoints, _ = find_people(lambda x: next(replay), one, predictor.keypoints.num_joints,
+                                           predictor.params, flip_index, project2image=project2image)
+                times.append(time.perf_counter() - start)
+            people += len(keypoints)
+    return 1e3 * float(np.median(times)), people
+
+
 def start_times(one: Path, weights: Path, backend: list[str], cache: Path) -> dict[str, float]:
     """Wall seconds of ``hrnet predict one.jpg`` in fresh processes: cold cache, warm cache, torch backend."""
     def run(*extra: str) -> float:
@@ -173,11 +218,13 @@ def row(task: str, images: int, persons: int | None, e2e: float, model: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=["pose", "seg", "all"], default="all")
+    parser.add_argument("--task", choices=["pose", "seg", "bottomup", "all"], default="all")
     parser.add_argument("--backend", choices=["openvino", "torch"], default="openvino")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     parser.add_argument("--images", type=int, default=40, help="images per task (segmentation: a quarter)")
     parser.add_argument("--no-start", action="store_true", help="skip the start-time measurements")
+    parser.add_argument("--bottomup-weights", help="a trained bottom-up checkpoint (default: random "
+                        f"{BOTTOMUP_MODEL} weights)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     backend = ["--backend", args.backend, "--precision", args.precision]
@@ -221,6 +268,24 @@ def main() -> None:
             e2e = timed(lambda: predictor.run(folder, root / "seg_out"))
             lines.append(row(f"segmentation {SEG_MODEL} 512x1024", images, None, e2e,
                              seg_model_only(predictor, folder)))
+        if args.task in ("bottomup", "all"):
+            images = max(2, args.images // 4)
+            folder, _, _ = pose_data(root / "people", images)
+            weights = Path(args.bottomup_weights) if args.bottomup_weights else write_checkpoint(
+                root / "bottomup.ckpt", BOTTOMUP_MODEL, keypoints="coco", input_size=[512, 512])
+            for project in (True, False):
+                flags = [] if project else ["--no-project2image"]
+                predictor = predictor_for([str(folder), "--weights", str(weights), *backend, *flags,
+                                           "--cache-dir", str(cache)])
+                predictor.run(folder, root / "warm_bottomup")
+                e2e = timed(lambda: predictor.run(folder, root / "bottomup_out"))
+                inputs = bottomup_inputs(predictor, folder)
+                post, people = bottomup_post_ms(predictor, inputs, project)
+                name = checkpoint_settings(weights)[1].get("model", weights.name)
+                lines.append(row(f"bottom-up {name} at {predictor.input_size}, flip, project2image "
+                                 f"{'on' if project else 'off'}: post-processing {post:.0f} ms/image", images,
+                                 people, e2e, bottomup_model_only(predictor, inputs)))
+            kernels["bottom-up"] = kernels_of(predictor, torch.from_numpy(inputs[0].images[0])[None])
     print("\n".join(lines))
     for task, used in kernels.items():
         print(f"ISA paths, {task}: {used}")
