@@ -547,3 +547,35 @@ def test_predict_cli_writes_people_and_a_picture(tmp_path, capsys) -> None:
     assert main(["predict", str(tmp_path / "in"), "--weights", str(ckpt), "--boxes", str(tmp_path / "b.json"),
                  "--out", str(tmp_path / "out")]) == 2
     assert "--boxes applies to top-down models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_exported_model_predicts_the_same_people(tmp_path, backend) -> None:
+    """``hrnet export onnx`` of a bottom-up checkpoint keeps its settings, and ``hrnet predict`` through
+    onnxruntime (the ONNX file) or OpenVINO (the checkpoint) finds the people PyTorch finds. The network's
+    outputs are its biases (zero last layers), so every backend computes the same maps exactly."""
+    pytest.importorskip(backend)
+    task = BottomUpPose(model=SMALL, input_size=(64, 64))
+    for layer, bias in zip(task.model.head.final_layers, ([0.5] * 17 + [0.0] * 17, [0.5] * 17)):
+        torch.nn.init.zeros_(layer.weight)
+        layer.bias.data = torch.tensor(bias)
+    trainer = _trainer(tmp_path, max_steps=0)
+    trainer.strategy.connect(task)
+    ckpt = tmp_path / "bottomup.ckpt"
+    trainer.save_checkpoint(ckpt)
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), np.random.default_rng(1).integers(0, 255, (70, 50, 3), np.uint8))
+    weights = ckpt
+    if backend == "onnxruntime":
+        from hrnet.export import OnnxModel
+
+        weights = tmp_path / "bottomup.onnx"
+        assert main(["export", "onnx", "--weights", str(ckpt), "--out", str(weights)]) == 0
+        settings = OnnxModel(weights).settings
+        assert settings["keypoints"] == "coco" and settings["input_size"] == [64, 64] and settings["project2image"]
+    runs = {}
+    for name, argv in (("torch", ["--weights", str(ckpt), "--backend", "torch"]),
+                       (backend, ["--weights", str(weights), "--backend", backend])):
+        assert main(["predict", str(tmp_path / "in"), *argv, "--out", str(tmp_path / name)]) == 0
+        runs[name] = json.loads((tmp_path / name / "keypoints.json").read_text())["images"][0]["persons"]
+    assert len(runs["torch"]) == 30 and runs[backend] == runs["torch"]

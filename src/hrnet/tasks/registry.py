@@ -178,7 +178,8 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     # After segmentation, which defines `hrnet predict --scales`; bottom-up reads the same flag.
     Task("bottomup", "bottom-up multi-person pose (HigherHRNet): COCO / CrowdPose keypoints, associative embedding; "
          "OKS AP", _bottomup_lightning, _bottomup_predictor,
-         settings=("keypoints", "input_size", "detection_threshold", "tag_threshold", "max_num_people"),
+         settings=("keypoints", "input_size", "detection_threshold", "tag_threshold", "max_num_people",
+                   "project2image"),
          linked=("input_size", "keypoints", "max_num_people"), demo=_bottomup_demo, demo_out="runs/demo_bottomup"),
 )}
 """Every task with a pipeline, by name; the first is the default where no preset names one."""
