@@ -515,10 +515,9 @@ def test_crowdpose_module_evaluation_reports_the_difficulties(tmp_path) -> None:
         assert metrics[name] == pytest.approx(1.0, abs=1e-6), (name, metrics)
 
 
-def test_predict_cli_writes_people_and_a_picture(tmp_path, capsys) -> None:
-    """A checkpoint whose heatmaps are 0.5 everywhere and tags 0 finds 30 people (the most the grouping keeps);
-    ``keypoints.json`` has them with keypoints, box and score, the picture is drawn, ``--no-project2image``
-    groups on the 1/2-resolution maps; ``--boxes`` is refused."""
+def _plateau_checkpoint(tmp_path: Path) -> Path:
+    """A small bottom-up checkpoint at input 64 whose outputs are its biases (zero last layers): heatmaps 0.5
+    everywhere, tags 0."""
     task = BottomUpPose(model=SMALL, input_size=(64, 64))
     for layer, bias in zip(task.model.head.final_layers, ([0.5] * 17 + [0.0] * 17, [0.5] * 17)):
         torch.nn.init.zeros_(layer.weight)
@@ -527,6 +526,14 @@ def test_predict_cli_writes_people_and_a_picture(tmp_path, capsys) -> None:
     trainer.strategy.connect(task)
     ckpt = tmp_path / "bottomup.ckpt"
     trainer.save_checkpoint(ckpt)
+    return ckpt
+
+
+def test_predict_cli_writes_people_and_a_picture(tmp_path, capsys) -> None:
+    """A checkpoint whose heatmaps are 0.5 everywhere and tags 0 finds 30 people (the most the grouping keeps);
+    ``keypoints.json`` has them with keypoints, box and score, the picture is drawn, ``--no-project2image``
+    groups on the 1/2-resolution maps; ``--boxes`` is refused."""
+    ckpt = _plateau_checkpoint(tmp_path)
     (tmp_path / "in").mkdir()
     cv2.imwrite(str(tmp_path / "in" / "a.jpg"), np.random.default_rng(0).integers(0, 255, (60, 90, 3), np.uint8))
     assert main(["predict", str(tmp_path / "in"), "--weights", str(ckpt), "--out", str(tmp_path / "out")]) == 0
@@ -555,14 +562,7 @@ def test_exported_model_predicts_the_same_people(tmp_path, backend) -> None:
     onnxruntime (the ONNX file) or OpenVINO (the checkpoint) finds the people PyTorch finds. The network's
     outputs are its biases (zero last layers), so every backend computes the same maps exactly."""
     pytest.importorskip(backend)
-    task = BottomUpPose(model=SMALL, input_size=(64, 64))
-    for layer, bias in zip(task.model.head.final_layers, ([0.5] * 17 + [0.0] * 17, [0.5] * 17)):
-        torch.nn.init.zeros_(layer.weight)
-        layer.bias.data = torch.tensor(bias)
-    trainer = _trainer(tmp_path, max_steps=0)
-    trainer.strategy.connect(task)
-    ckpt = tmp_path / "bottomup.ckpt"
-    trainer.save_checkpoint(ckpt)
+    ckpt = _plateau_checkpoint(tmp_path)
     (tmp_path / "in").mkdir()
     cv2.imwrite(str(tmp_path / "in" / "a.jpg"), np.random.default_rng(1).integers(0, 255, (70, 50, 3), np.uint8))
     weights = ckpt
