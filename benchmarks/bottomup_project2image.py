@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import lightning as L
 
@@ -24,6 +25,9 @@ def main() -> None:
     parser.add_argument("--weights", default="runs/demo_bottomup/checkpoints/last.ckpt")
     parser.add_argument("--data", default="runs/demo_bottomup/data")
     args = parser.parse_args()
+    for path in (args.weights, f"{args.data}/annotations/person_keypoints_val.json"):
+        if not Path(path).is_file():
+            parser.error(f"{path}: file not found (run `hrnet demo --task bottomup` first, or pass --weights/--data)")
     print(f"CPU: {cpu_name()}; {args.weights} on {args.data}/val")
     for project in (True, False):
         model = BottomUpPose.load_from_checkpoint(args.weights, project2image=project)

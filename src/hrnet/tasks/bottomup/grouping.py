@@ -328,8 +328,8 @@ class _Tiles:
 
     ``det`` ``(J, T, _TILE**2)`` the heatmap pixels of every tile (row-major inside it), ``tags`` ``(J, D, H', W')``
     (no copy when ``tags`` is a view of such memory, as :func:`merge_outputs` makes it); per tile ``top``
-    ``(J, T)`` its top heatmap value, ``top_pixel`` the row-major index of that pixel in the padded map,
-    ``top_tags`` ``(J, D, T)`` its tags and ``low`` / ``high`` ``(J, D, T)`` the box of the tile's tags.
+    ``(J, T)`` its top heatmap value, ``top_tags`` ``(J, D, T)`` that pixel's tags and ``low`` / ``high``
+    ``(J, D, T)`` the box of the tile's tags.
     """
 
     def __init__(self, heatmaps: np.ndarray, tags: np.ndarray) -> None:
@@ -347,9 +347,9 @@ class _Tiles:
             0, 1, 3, 2, 4).reshape(num_joints, -1, s * s)
         arg = self.det.argmax(axis=2)
         self.top = self.det.reshape(-1, s * s)[np.arange(arg.size), arg.ravel()].reshape(arg.shape)
-        self.top_pixel = self.tile_start(np.arange(arg.shape[1])) + (arg // s) * self.width + arg % s
+        top_pixel = self.tile_start(np.arange(arg.shape[1])) + (arg // s) * self.width + arg % s
         self.top_tags = self.tag_values(np.arange(num_joints)[:, None, None], np.arange(self.dim)[:, None],
-                                        self.top_pixel[:, None, :])
+                                        top_pixel[:, None, :])
         boxes = planes.reshape(num_joints * self.dim, self.height, self.width)
         self.low = _tile_reduce(boxes, np.minimum).reshape(num_joints, self.dim, -1)
         self.high = _tile_reduce(boxes, np.maximum).reshape(num_joints, self.dim, -1)
