@@ -47,7 +47,7 @@ class BottomUpPredictor(KeypointPeople, Predictor):
             group.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales")
         group.add_argument("--no-project2image", action="store_true",
                            help="bottom-up: group on the network's 1/2-resolution maps instead of maps resized to "
-                                "the input (official TEST.PROJECT2IMAGE off; about 4x less post-processing)")
+                                "the input (official TEST.PROJECT2IMAGE off; 2.5-4x less post-processing)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, stored: Stored | None = None) -> BottomUpPredictor:
